@@ -1,0 +1,44 @@
+// Package sqlite is chatlog's SQLite event store, built on
+// github.com/ncruces/go-sqlite3 (no cgo).
+//
+// # Concurrency
+//
+// One writer goroutine owns the only write connection. Appends from every
+// goroutine are queued to it; it takes whatever is queued (up to
+// Options.MaxBatch events) and writes it in one BEGIN IMMEDIATE transaction,
+// so the commit's fsync is shared: group commit without a fixed wait. Each
+// request succeeds or fails on its own within the batch. Reads use a pool
+// of read-only connections (Options.ReadConns); in WAL mode they never block
+// the writer or each other. Several processes may open one file: their
+// writers take turns on SQLite's write lock, waiting up to
+// Options.BusyTimeout, and the unique indexes decide between them.
+//
+// # Durability
+//
+// An append returns only after its transaction committed. With the default
+// SyncFull the WAL is fsynced at every commit, so an acknowledged event
+// survives kill -9 and power loss; SyncNormal keeps kill -9 safety only.
+// Once queued, an append's outcome is always reported truthfully: a
+// cancelled context either stops it before it is written or is ignored.
+//
+// # Tables
+//
+//   - events: the log. pos INTEGER PRIMARY KEY AUTOINCREMENT (global
+//     position, never reused); unique (conversation_id, seq); unique id;
+//     request_id, a virtual column generated from json_extract(extra,
+//     '$.request_id'), with a partial unique index on (conversation_id,
+//     request_id); fingerprint, the dedupe.Of hash a retry must match.
+//   - schema_migrations: the numbered migrations (migrations/*.sql,
+//     embedded) applied, each in its own transaction at Open.
+//
+// # PRAGMAs
+//
+// Every connection: busy_timeout (Options.BusyTimeout, default 30s),
+// foreign_keys=ON. The writer: journal_mode=WAL, synchronous=FULL (or
+// NORMAL), cache_size 64 MiB, wal_autocheckpoint=10000. Readers:
+// query_only=ON, cache_size 16 MiB. ANALYZE is never run: with this build's
+// STAT4 it makes point lookups re-prepare and slows them twofold.
+//
+// ":memory:" opens a private in-memory database shared by the writer and
+// the readers of one Repo (the memdb VFS, rollback journal instead of WAL).
+package sqlite

@@ -1,0 +1,39 @@
+package sqlite
+
+// The SQL of the backend, in one place. Placeholders only: no identifier
+// or value is ever spliced into a statement.
+
+const eventColumns = `pos, id, conversation_id, seq, type, schema_version, created_at, role, body, extra`
+
+const (
+	qMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT    NOT NULL,
+    applied_at INTEGER NOT NULL
+)`
+	qMigrationVersion = `SELECT coalesce(max(version), 0) FROM schema_migrations`
+	qMigrationRecord  = `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`
+
+	qDataVersion = `PRAGMA data_version`
+
+	// OR IGNORE: a unique-index clash yields no RETURNING row instead of
+	// aborting, so SQLite needs no statement journal per insert (it cost
+	// a fifth of the append path); the writer then looks up what clashed.
+	qInsert = `INSERT OR IGNORE INTO events (id, conversation_id, seq, type, schema_version, created_at, role, body, extra, fingerprint)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pos`
+
+	qHead = `SELECT seq FROM events WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1`
+
+	// The lookups return the fingerprint after the event columns.
+	qByRequestID = `SELECT ` + eventColumns + `, fingerprint FROM events
+WHERE conversation_id = ? AND request_id = ?`
+	qByID = `SELECT ` + eventColumns + `, fingerprint FROM events WHERE id = ?`
+
+	qRange = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`
+	qLast = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?`
+	qAfterPos = `SELECT ` + eventColumns + ` FROM events WHERE pos > ? ORDER BY pos LIMIT ?`
+
+	qIntegrityCheck = `PRAGMA integrity_check`
+)

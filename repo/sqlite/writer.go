@@ -1,0 +1,491 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/chatlog/chatlog/dedupe"
+	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/repo"
+)
+
+// mode says how the writer treats a request's events.
+type mode uint8
+
+const (
+	modeSingle mode = iota // one event
+	modeAtomic             // AppendBatch: all or nothing
+	modeEach               // AppendEach: each event on its own
+)
+
+// request is one caller's append, queued for the writer goroutine.
+type request struct {
+	ctx  context.Context
+	mode mode
+	opts repo.AppendOptions
+	evs  []prepared
+	// items receives one result per event (modeEach) or is filled with
+	// the batch's results; err is the request's error (not modeEach).
+	items []repo.Item
+	err   error
+	done  chan struct{}
+}
+
+// prepared is an event validated, completed and encoded by its caller's
+// goroutine, so the writer only runs SQL.
+type prepared struct {
+	ev       events.Event
+	callerID bool // the caller supplied ev.ID: deduplicate on it too
+	body     []byte
+	extra    []byte
+	fp       dedupe.Fingerprint
+	err      error // preparation failed; the event is not written
+}
+
+// prepare validates and completes an event for appending.
+func (r *Repo) prepare(e events.Event, keepSeq bool) prepared {
+	p := prepared{ev: e}
+	if err := e.Validate(); err != nil {
+		p.err = err
+		return p
+	}
+	if keepSeq {
+		var errs []*events.FieldError
+		if e.ID == "" {
+			errs = append(errs, &events.FieldError{Field: "id", Reason: "is required when importing with kept seqs"})
+		}
+		if e.Seq <= 0 {
+			errs = append(errs, &events.FieldError{Field: "seq", Reason: "must be positive when importing with kept seqs"})
+		}
+		if e.CreatedAt.IsZero() {
+			errs = append(errs, &events.FieldError{Field: "created_at", Reason: "is required when importing with kept seqs"})
+		}
+		if errs != nil {
+			p.err = &events.ValidationError{Fields: errs}
+			return p
+		}
+	} else {
+		p.ev.Seq = 0
+	}
+	p.ev.Pos = 0
+	now := r.opts.Now()
+	if p.ev.CreatedAt.IsZero() {
+		p.ev.CreatedAt = now
+	}
+	p.ev.CreatedAt = p.ev.CreatedAt.UTC()
+	p.callerID = p.ev.ID != ""
+	if !p.callerID {
+		p.ev.ID = events.NewID(now)
+	}
+	p.ev.SchemaVersion = events.CurrentSchemaVersion
+	if p.ev.Role == "" {
+		p.ev.Role = p.ev.Type.ImpliedRole()
+	}
+	var err error
+	if p.fp, err = dedupe.Of(&p.ev); err != nil {
+		p.err = fmt.Errorf("fingerprint: %w", err)
+		return p
+	}
+	if p.body, err = p.ev.MarshalPayload(); err != nil {
+		p.err = fmt.Errorf("encode payload: %w", err)
+		return p
+	}
+	if p.extra, err = p.ev.MarshalExtra(); err != nil {
+		p.err = fmt.Errorf("encode extra: %w", err)
+	}
+	return p
+}
+
+// submit queues req for the writer and waits for its outcome. Once queued,
+// it waits even if ctx ends: the writer either skips the request because
+// ctx ended (nothing written) or commits it, and the caller must learn
+// which, so an append is never reported failed when it was written.
+func (r *Repo) submit(req *request) error {
+	req.done = make(chan struct{})
+	r.closeMu.RLock()
+	if r.closed {
+		r.closeMu.RUnlock()
+		return repo.ErrClosed
+	}
+	r.queue <- req
+	r.closeMu.RUnlock()
+	<-req.done
+	return nil
+}
+
+// writer owns the write connection. One goroutine runs it: it takes every
+// queued request, up to MaxBatch events, and writes them in one IMMEDIATE
+// transaction (group commit), so a commit's fsync is shared by all.
+type writer struct {
+	repo *Repo
+	c    *conn
+
+	// heads caches conversations' head seqs across transactions. It is
+	// valid while no other connection has committed (PRAGMA data_version
+	// unchanged) and is dropped when a transaction fails.
+	heads       map[string]int64
+	dataVersion int64
+	// pending holds head changes of the open transaction.
+	pending map[string]int64
+	touched map[string]struct{}
+}
+
+func (w *writer) run() {
+	defer close(w.repo.done)
+	batch := make([]*request, 0, 64)
+	for req := range w.repo.queue {
+		batch = append(batch[:0], req)
+		n := len(req.evs)
+	drain:
+		for n < w.repo.opts.MaxBatch {
+			select {
+			case more, ok := <-w.repo.queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, more)
+				n += len(more.evs)
+			default:
+				break drain
+			}
+		}
+		w.commit(batch)
+		for _, req := range batch {
+			close(req.done)
+		}
+		clear(batch)
+	}
+}
+
+// commit writes a batch of requests in one transaction. A request that
+// fails leaves no trace and does not affect the others.
+func (w *writer) commit(batch []*request) {
+	w.pending = make(map[string]int64)
+	w.touched = make(map[string]struct{})
+	err := w.begin()
+	if err != nil {
+		err = fmt.Errorf("sqlite: begin write transaction: %w", err)
+		for _, req := range batch {
+			req.fail(err)
+		}
+		w.heads = make(map[string]int64)
+		return
+	}
+	live := 0
+	for _, req := range batch {
+		if cerr := req.ctx.Err(); cerr != nil {
+			req.fail(cerr)
+			continue
+		}
+		live++
+		w.apply(req)
+	}
+	if err := w.c.db.Exec(`COMMIT`); err != nil {
+		// Nothing of this transaction is stored: report it to everyone,
+		// including requests answered as duplicates, whose answer may
+		// rest on an event of this very transaction.
+		if !w.c.db.GetAutocommit() {
+			w.c.db.Exec(`ROLLBACK`)
+		}
+		err = fmt.Errorf("sqlite: commit: %w", err)
+		for _, req := range batch {
+			req.fail(err)
+		}
+		w.heads = make(map[string]int64)
+		w.repo.opts.Logger.Error("group commit failed", "err", err, "requests", len(batch))
+		return
+	}
+	for id, seq := range w.pending {
+		w.heads[id] = seq
+	}
+	if len(w.heads) > 1<<16 {
+		w.heads = make(map[string]int64)
+	}
+	st := &w.repo.stats
+	st.commits.Add(1)
+	st.batched.Add(int64(live))
+	if int64(live) > st.maxBatch.Load() {
+		st.maxBatch.Store(int64(live))
+	}
+	for _, req := range batch {
+		for _, it := range req.items {
+			switch {
+			case it.Err != nil:
+				if errors.Is(it.Err, repo.ErrIdempotencyConflict) {
+					st.conflicts.Add(1)
+				}
+			case it.Outcome == repo.Appended:
+				st.appended.Add(1)
+			case it.Outcome == repo.Duplicate:
+				st.duplicates.Add(1)
+			}
+		}
+		if errors.Is(req.err, repo.ErrIdempotencyConflict) && req.mode != modeEach {
+			st.conflicts.Add(1)
+		}
+	}
+	if len(w.touched) > 0 {
+		w.repo.notify.wake(w.touched)
+	}
+}
+
+// begin opens the IMMEDIATE transaction and drops the head cache when
+// another connection committed since the last transaction.
+func (w *writer) begin() error {
+	if err := w.c.db.Exec(`BEGIN IMMEDIATE`); err != nil {
+		return err
+	}
+	s, err := w.c.stmt(qDataVersion)
+	if err != nil {
+		w.c.db.Exec(`ROLLBACK`)
+		return err
+	}
+	if !s.Step() {
+		err := cmpErr(s.Err(), "read data_version")
+		s.Reset()
+		w.c.db.Exec(`ROLLBACK`)
+		return err
+	}
+	v := s.ColumnInt64(0)
+	s.Reset()
+	if v != w.dataVersion {
+		w.heads = make(map[string]int64)
+		w.dataVersion = v
+	}
+	return nil
+}
+
+func (req *request) fail(err error) {
+	if req.mode == modeEach {
+		for i := range req.items {
+			if req.items[i].Err == nil {
+				req.items[i] = repo.Item{Err: err}
+			}
+		}
+		return
+	}
+	req.items = nil
+	req.err = err
+}
+
+// apply writes one request inside the open transaction.
+func (w *writer) apply(req *request) {
+	switch req.mode {
+	case modeEach:
+		for i := range req.evs {
+			if req.items[i].Err != nil { // failed preparation
+				continue
+			}
+			res, err := w.appendOne(&req.evs[i], req.opts)
+			req.items[i] = repo.Item{Result: res, Err: err}
+		}
+	case modeSingle:
+		res, err := w.appendOne(&req.evs[0], req.opts)
+		req.items, req.err = []repo.Item{{Result: res}}, err
+	case modeAtomic:
+		req.err = w.savepoint(func() error {
+			results, err := w.appendAtomic(req)
+			req.items = results
+			return err
+		})
+	}
+}
+
+// savepoint runs f so that its writes are undone, and the head cache
+// restored, when it fails.
+func (w *writer) savepoint(f func() error) error {
+	if err := w.c.db.Exec(`SAVEPOINT batch`); err != nil {
+		return fmt.Errorf("sqlite: savepoint: %w", err)
+	}
+	saved := make(map[string]int64, len(w.pending))
+	for k, v := range w.pending {
+		saved[k] = v
+	}
+	err := f()
+	if err != nil {
+		if rerr := w.c.db.Exec(`ROLLBACK TO batch; RELEASE batch`); rerr != nil {
+			return fmt.Errorf("sqlite: roll back batch: %w (after %w)", rerr, err)
+		}
+		w.pending = saved
+		return err
+	}
+	if err := w.c.db.Exec(`RELEASE batch`); err != nil {
+		return fmt.Errorf("sqlite: release savepoint: %w", err)
+	}
+	return nil
+}
+
+func (w *writer) appendAtomic(req *request) ([]repo.Item, error) {
+	items := make([]repo.Item, len(req.evs))
+	if want, ok := req.opts.Expected.Seq(); ok {
+		// EventStoreDB's rule: all stored = acknowledged, none = append
+		// at the expected head, some = error.
+		stored := 0
+		for i := range req.evs {
+			ev, found, err := w.lookupStored(&req.evs[i])
+			if err != nil {
+				return nil, &repo.BatchError{Index: i, Err: err}
+			}
+			if found {
+				stored++
+				items[i].Result = repo.Result{Event: ev, Outcome: repo.Duplicate}
+			}
+		}
+		switch {
+		case stored == len(req.evs):
+			return items, nil
+		case stored > 0:
+			return nil, fmt.Errorf("%w: %d of %d events already stored", repo.ErrPartiallyStored, stored, len(req.evs))
+		}
+		conv := req.evs[0].ev.ConversationID
+		head, err := w.head(conv)
+		if err != nil {
+			return nil, err
+		}
+		if head != want {
+			return nil, &repo.SeqConflictError{ConversationID: conv, Expected: want, Actual: head}
+		}
+	}
+	opts := req.opts
+	opts.Expected = repo.Expectation{}
+	for i := range req.evs {
+		res, err := w.appendOne(&req.evs[i], opts)
+		if err != nil {
+			return nil, &repo.BatchError{Index: i, Err: err}
+		}
+		items[i].Result = res
+	}
+	return items, nil
+}
+
+// lookupStored finds the event already stored under p's request_id (or
+// caller-supplied id). found with a nil error means a duplicate; a stored
+// event with another payload is a *repo.ConflictError.
+func (w *writer) lookupStored(p *prepared) (events.Event, bool, error) {
+	if p.ev.RequestID != "" {
+		ev, fp, found, err := lookup(w.c, qByRequestID, p.ev.ConversationID, p.ev.RequestID)
+		if err != nil || found {
+			return ev, found, checkDuplicate(p, ev, fp, found, err, p.ev.RequestID)
+		}
+	}
+	if p.callerID {
+		ev, fp, found, err := lookup(w.c, qByID, p.ev.ID)
+		if err == nil && found && ev.ConversationID != p.ev.ConversationID {
+			return events.Event{}, false, &repo.ConflictError{Key: "id:" + p.ev.ID, Stored: ev}
+		}
+		if err != nil || found {
+			return ev, found, checkDuplicate(p, ev, fp, found, err, "id:"+p.ev.ID)
+		}
+	}
+	return events.Event{}, false, nil
+}
+
+func checkDuplicate(p *prepared, stored events.Event, fp []byte, found bool, err error, key string) error {
+	if err != nil || !found {
+		return err
+	}
+	if !bytes.Equal(fp, p.fp[:]) {
+		return &repo.ConflictError{Key: key, Stored: stored}
+	}
+	return nil
+}
+
+// appendOne writes one event unless it is already stored.
+func (w *writer) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, error) {
+	if p.err != nil {
+		return repo.Result{}, p.err
+	}
+	stored, found, err := w.lookupStored(p)
+	if err != nil {
+		return repo.Result{}, err
+	}
+	if found {
+		return repo.Result{Event: stored, Outcome: repo.Duplicate}, nil
+	}
+	conv := p.ev.ConversationID
+	head, err := w.head(conv)
+	if err != nil {
+		return repo.Result{}, err
+	}
+	if want, ok := opts.Expected.Seq(); ok && want != head {
+		return repo.Result{}, &repo.SeqConflictError{ConversationID: conv, Expected: want, Actual: head}
+	}
+	ev := p.ev
+	if opts.KeepSeq {
+		if ev.Seq != head+1 {
+			return repo.Result{}, &repo.SeqConflictError{ConversationID: conv, Expected: ev.Seq - 1, Actual: head}
+		}
+	} else {
+		ev.Seq = head + 1
+	}
+	pos, inserted, err := w.insert(p, ev.Seq)
+	if err != nil {
+		return repo.Result{}, fmt.Errorf("sqlite: insert event: %w", err)
+	}
+	if !inserted {
+		// A unique index refused the row although the lookups above
+		// found nothing: the indexes are the final arbiter. Drop the
+		// head cache and say what clashed.
+		w.heads = make(map[string]int64)
+		delete(w.pending, conv)
+		if stored, found, lerr := w.lookupStored(p); lerr != nil {
+			return repo.Result{}, lerr
+		} else if found {
+			return repo.Result{Event: stored, Outcome: repo.Duplicate}, nil
+		}
+		return repo.Result{}, fmt.Errorf("%w: seq %d of conversation %q is taken", repo.ErrSeqConflict, ev.Seq, conv)
+	}
+	ev.Pos = pos
+	w.pending[conv] = ev.Seq
+	w.touched[conv] = struct{}{}
+	return repo.Result{Event: ev, Outcome: repo.Appended}, nil
+}
+
+// head returns the conversation's head seq as this transaction sees it.
+func (w *writer) head(conv string) (int64, error) {
+	if seq, ok := w.pending[conv]; ok {
+		return seq, nil
+	}
+	if seq, ok := w.heads[conv]; ok {
+		return seq, nil
+	}
+	s, err := w.c.stmt(qHead)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Reset()
+	s.BindText(1, conv)
+	var seq int64
+	if s.Step() {
+		seq = s.ColumnInt64(0)
+	} else if err := s.Err(); err != nil {
+		return 0, fmt.Errorf("sqlite: read head: %w", err)
+	}
+	w.pending[conv] = seq
+	return seq, nil
+}
+
+func (w *writer) insert(p *prepared, seq int64) (pos int64, inserted bool, err error) {
+	s, err := w.c.stmt(qInsert)
+	if err != nil {
+		return 0, false, err
+	}
+	defer s.Reset()
+	s.BindText(1, p.ev.ID)
+	s.BindText(2, p.ev.ConversationID)
+	s.BindInt64(3, seq)
+	s.BindText(4, string(p.ev.Type))
+	s.BindInt64(5, int64(p.ev.SchemaVersion))
+	s.BindInt64(6, p.ev.CreatedAt.UnixNano())
+	s.BindText(7, string(p.ev.Role))
+	s.BindBlob(8, p.body)
+	s.BindRawText(9, p.extra)
+	s.BindBlob(10, p.fp[:])
+	if !s.Step() {
+		return 0, false, s.Err()
+	}
+	pos = s.ColumnInt64(0)
+	return pos, true, s.Reset()
+}
