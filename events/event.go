@@ -134,7 +134,9 @@ type Event struct {
 	// Extra holds free-form metadata (a JSON object, request_id excluded).
 	// Numbers decode as json.Number so they round-trip exactly.
 	Extra map[string]any
-	// Raw is the provider's raw payload, kept verbatim. Nil when absent.
+	// Raw is the provider's raw payload, kept as given up to JSON
+	// whitespace and escaping: decoding stores it in the compact form
+	// encoding/json writes. Nil when absent.
 	Raw json.RawMessage
 }
 

@@ -1,0 +1,272 @@
+package events_test
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatlog/chatlog/events"
+)
+
+// validEvent returns an event of type t that passes Validate: the minimum
+// each type needs, so a test can break one field at a time.
+func validEvent(tb testing.TB, t events.Type) events.Event {
+	tb.Helper()
+	e := events.Event{ConversationID: "c1", Type: t}
+	switch t {
+	case events.TypeUserMessage, events.TypeSystemUpdate:
+		e.Content = events.NewText("hello")
+	case events.TypeAssistantMessage:
+		e.Content = events.NewText("hi there")
+	case events.TypeAssistantDelta:
+		e.Content = events.NewText("Hel")
+		e.Extra = map[string]any{"user_request_id": "u1", "index": json.Number("0")}
+	case events.TypeToolResult:
+		e.ToolCallID = "call_1"
+		e.Content = events.NewText(`{"temp":3}`)
+	}
+	return e
+}
+
+// fieldNames returns the Field of every FieldError in a *ValidationError,
+// failing the test when err is anything else.
+func fieldNames(tb testing.TB, err error) []string {
+	tb.Helper()
+	if err == nil {
+		tb.Fatal("Validate() = nil, want a *events.ValidationError")
+	}
+	if !errors.Is(err, events.ErrInvalid) {
+		tb.Errorf("errors.Is(%v, ErrInvalid) = false, want true", err)
+	}
+	var ve *events.ValidationError
+	if !errors.As(err, &ve) {
+		tb.Fatalf("Validate() = %T %v, want a *events.ValidationError", err, err)
+	}
+	var names []string
+	for _, f := range ve.Fields {
+		if !errors.Is(f, events.ErrInvalid) {
+			tb.Errorf("errors.Is(%v, ErrInvalid) = false, want true", f)
+		}
+		if f.Reason == "" {
+			tb.Errorf("field %q has an empty Reason", f.Field)
+		}
+		names = append(names, f.Field)
+	}
+	return names
+}
+
+var builtinTypes = []events.Type{
+	events.TypeUserMessage,
+	events.TypeAssistantMessage,
+	events.TypeAssistantDelta,
+	events.TypeToolResult,
+	events.TypeSystemUpdate,
+	events.TypeConversationStarted,
+	events.TypeConversationEnded,
+	events.TypeConversationReopened,
+	events.TypeConversationForked,
+	events.TypeConversationCleared,
+	events.TypeSystemPromptSet,
+	events.TypeTitleSet,
+	events.TypeUsageRecorded,
+	events.TypeMessageRetracted,
+	events.TypeTurnFailed,
+	events.TypeMeta,
+}
+
+func TestEvent_Validate(t *testing.T) {
+	t.Run("OK", func(t *testing.T) {
+		for _, typ := range append(slices.Clone(builtinTypes), "x-foo") {
+			t.Run(string(typ), func(t *testing.T) {
+				e := validEvent(t, typ)
+				if err := e.Validate(); err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+			})
+		}
+	})
+
+	t.Run("OKFull", func(t *testing.T) {
+		e := events.Event{
+			ID:             "01JGZ5Q0000000000000000000",
+			ConversationID: "c1",
+			Seq:            7,
+			Pos:            42,
+			Type:           events.TypeAssistantMessage,
+			SchemaVersion:  events.CurrentSchemaVersion,
+			CreatedAt:      time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC),
+			Role:           events.RoleAssistant,
+			Content: events.NewParts(events.TextPart("look"), events.Part{
+				Type:   "image_url",
+				Fields: map[string]json.RawMessage{"image_url": json.RawMessage(`{"url":"https://example.com/a.png"}`)},
+			}),
+			ToolCalls: []events.ToolCall{
+				{ID: "call_1", Name: "get_weather", Arguments: `{"city":"Oslo"}`},
+				{ID: "call_2", Name: "now"},
+			},
+			Provider:   "openai",
+			Model:      "gpt-x",
+			StopReason: "tool_calls",
+			Usage:      &events.Usage{Input: 10, Output: 5, Cost: 0.001},
+			RequestID:  "assistant:u1",
+			Extra:      map[string]any{"nested": map[string]any{"a": []any{"b", json.Number("1")}}},
+			Raw:        json.RawMessage(`{"id":"chatcmpl-1"}`),
+		}
+		if err := e.Validate(); err != nil {
+			t.Fatalf("Validate() = %v, want nil", err)
+		}
+	})
+
+	t.Run("OKBoundaries", func(t *testing.T) {
+		for name, mutate := range map[string]func(*events.Event){
+			"ConversationID512": func(e *events.Event) { e.ConversationID = strings.Repeat("c", 512) },
+			"RequestID255":      func(e *events.Event) { e.RequestID = strings.Repeat("r", 255) },
+			"PayloadAtLimit":    func(e *events.Event) { e.Content = events.NewText(strings.Repeat("a", events.MaxPayloadBytes)) },
+			"CreatedAtMin":      func(e *events.Event) { e.CreatedAt = time.Date(1678, 1, 1, 0, 0, 0, 0, time.UTC) },
+			"CreatedAtMax":      func(e *events.Event) { e.CreatedAt = time.Date(2262, 4, 11, 0, 0, 0, 0, time.UTC) },
+			"RoleImplied":       func(e *events.Event) { e.Role = events.RoleUser },
+			"EmptyContent":      func(e *events.Event) { e.Content = events.NewText("") },
+		} {
+			t.Run(name, func(t *testing.T) {
+				e := validEvent(t, events.TypeUserMessage)
+				mutate(&e)
+				if err := e.Validate(); err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+			})
+		}
+	})
+
+	tests := []struct {
+		name   string
+		typ    events.Type
+		mutate func(*events.Event)
+		want   []string // Field of every error, in order
+	}{
+		{"EmptyConversationID", events.TypeUserMessage, func(e *events.Event) { e.ConversationID = "" }, []string{"conversation_id"}},
+		{"LongConversationID", events.TypeUserMessage, func(e *events.Event) { e.ConversationID = strings.Repeat("c", 513) }, []string{"conversation_id"}},
+		{"LongRequestID", events.TypeUserMessage, func(e *events.Event) { e.RequestID = strings.Repeat("r", 256) }, []string{"request_id"}},
+		{"ControlInRequestID", events.TypeUserMessage, func(e *events.Event) { e.RequestID = "r\n1" }, []string{"request_id"}},
+		{"LongID", events.TypeUserMessage, func(e *events.Event) { e.ID = strings.Repeat("i", 129) }, []string{"id"}},
+		{"MissingType", events.TypeUserMessage, func(e *events.Event) { e.Type = "" }, []string{"type"}},
+		{"UnknownType", events.TypeUserMessage, func(e *events.Event) { e.Type = "user_msg" }, []string{"type"}},
+		{"BarePrefixType", events.TypeUserMessage, func(e *events.Event) { e.Type = "x-" }, []string{"type"}},
+		{"RoleContradictsType", events.TypeUserMessage, func(e *events.Event) { e.Role = events.RoleAssistant }, []string{"role"}},
+		{"UnknownRole", events.TypeUserMessage, func(e *events.Event) { e.Role = "bot" }, []string{"role"}},
+		{"RoleOnLifecycleType", events.TypeTitleSet, func(e *events.Event) { e.Role = events.RoleUser }, []string{"role"}},
+		{"InvalidUTF8Content", events.TypeUserMessage, func(e *events.Event) { e.Content = events.NewText("caf\xe9") }, []string{"content"}},
+		{"InvalidUTF8ContentPart", events.TypeUserMessage, func(e *events.Event) { e.Content = events.NewParts(events.TextPart("\xff")) }, []string{"content[0]"}},
+		{"InvalidUTF8ConversationID", events.TypeUserMessage, func(e *events.Event) { e.ConversationID = "c\xff1" }, []string{"conversation_id"}},
+		{"InvalidUTF8ExtraValue", events.TypeUserMessage, func(e *events.Event) { e.Extra = map[string]any{"k": "v\xff"} }, []string{"extra"}},
+		{"InvalidUTF8ExtraKey", events.TypeUserMessage, func(e *events.Event) { e.Extra = map[string]any{"k\xff": "v"} }, []string{"extra"}},
+		{"InvalidUTF8ExtraNested", events.TypeUserMessage, func(e *events.Event) {
+			e.Extra = map[string]any{"a": []any{map[string]any{"b": "\xc3"}}}
+		}, []string{"extra"}},
+		{"NegativeSeq", events.TypeUserMessage, func(e *events.Event) { e.Seq = -1 }, []string{"seq"}},
+		{"NegativePos", events.TypeUserMessage, func(e *events.Event) { e.Pos = -1 }, []string{"pos"}},
+		{"FutureSchemaVersion", events.TypeUserMessage, func(e *events.Event) { e.SchemaVersion = events.CurrentSchemaVersion + 1 }, []string{"schema_version"}},
+		{"ToolResultWithoutToolCallID", events.TypeToolResult, func(e *events.Event) { e.ToolCallID = "" }, []string{"tool_call_id"}},
+		{"ToolResultWithoutContent", events.TypeToolResult, func(e *events.Event) { e.Content = nil }, []string{"content"}},
+		{"UserMessageWithoutContent", events.TypeUserMessage, func(e *events.Event) { e.Content = nil }, []string{"content"}},
+		{"AssistantMessageEmpty", events.TypeAssistantMessage, func(e *events.Event) { e.Content = nil }, []string{"content"}},
+		{"ToolCallMissingID", events.TypeAssistantMessage, func(e *events.Event) {
+			e.ToolCalls = []events.ToolCall{{Name: "f", Arguments: "{}"}}
+		}, []string{"tool_calls[0].id"}},
+		{"ToolCallMissingName", events.TypeAssistantMessage, func(e *events.Event) {
+			e.ToolCalls = []events.ToolCall{{ID: "call_1", Arguments: "{}"}}
+		}, []string{"tool_calls[0].name"}},
+		{"ToolCallArgumentsNotJSON", events.TypeAssistantMessage, func(e *events.Event) {
+			e.ToolCalls = []events.ToolCall{{ID: "call_1", Name: "f", Arguments: "{city: Oslo}"}}
+		}, []string{"tool_calls[0].arguments"}},
+		{"ToolCallDuplicateIDs", events.TypeAssistantMessage, func(e *events.Event) {
+			e.ToolCalls = []events.ToolCall{{ID: "call_1", Name: "f"}, {ID: "call_1", Name: "g"}}
+		}, []string{"tool_calls[1].id"}},
+		{"ToolCallsOnUserMessage", events.TypeUserMessage, func(e *events.Event) {
+			e.ToolCalls = []events.ToolCall{{ID: "call_1", Name: "f", Arguments: "{}"}}
+		}, []string{"tool_calls"}},
+		{"PayloadTooLarge", events.TypeUserMessage, func(e *events.Event) {
+			e.Content = events.NewText(strings.Repeat("a", events.MaxPayloadBytes+1))
+		}, []string{"event"}},
+		{"PayloadTooLargeAcrossFields", events.TypeUserMessage, func(e *events.Event) {
+			half := strings.Repeat("a", events.MaxPayloadBytes/2)
+			e.Content = events.NewText(half)
+			e.Raw = json.RawMessage(`"` + half + `"`)
+		}, []string{"event"}},
+		{"DeltaWithoutUserRequestID", events.TypeAssistantDelta, func(e *events.Event) { delete(e.Extra, "user_request_id") }, []string{"extra.user_request_id"}},
+		{"DeltaUserRequestIDNotString", events.TypeAssistantDelta, func(e *events.Event) { e.Extra["user_request_id"] = json.Number("1") }, []string{"extra.user_request_id"}},
+		{"DeltaNegativeIndex", events.TypeAssistantDelta, func(e *events.Event) { e.Extra["index"] = json.Number("-1") }, []string{"extra.index"}},
+		{"DeltaNegativeIndexGoInt", events.TypeAssistantDelta, func(e *events.Event) { e.Extra["index"] = -1 }, []string{"extra.index"}},
+		{"DeltaFractionalIndex", events.TypeAssistantDelta, func(e *events.Event) { e.Extra["index"] = json.Number("1.5") }, []string{"extra.index"}},
+		{"DeltaNegativeAttempt", events.TypeAssistantDelta, func(e *events.Event) { e.Extra["attempt"] = json.Number("-2") }, []string{"extra.attempt"}},
+		{"UsageNegativeTokens", events.TypeAssistantMessage, func(e *events.Event) { e.Usage = &events.Usage{Input: 3, Output: -1} }, []string{"usage"}},
+		{"UsageNegativeReasoning", events.TypeAssistantMessage, func(e *events.Event) { e.Usage = &events.Usage{Reasoning: -1} }, []string{"usage"}},
+		{"CreatedAtTooEarly", events.TypeUserMessage, func(e *events.Event) { e.CreatedAt = time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC) }, []string{"created_at"}},
+		{"CreatedAtTooLate", events.TypeUserMessage, func(e *events.Event) { e.CreatedAt = time.Date(2263, 1, 1, 0, 0, 0, 0, time.UTC) }, []string{"created_at"}},
+		{"RawNotJSON", events.TypeAssistantMessage, func(e *events.Event) { e.Raw = json.RawMessage(`{"a":`) }, []string{"raw"}},
+		{"ExtraNotEncodable", events.TypeUserMessage, func(e *events.Event) { e.Extra = map[string]any{"ch": make(chan int)} }, []string{"extra"}},
+		{"ControlInModel", events.TypeAssistantMessage, func(e *events.Event) { e.Model = "gpt\x00" }, []string{"model"}},
+		{"TextPartWithoutText", events.TypeUserMessage, func(e *events.Event) {
+			e.Content = events.NewParts(events.Part{Type: "text", Fields: map[string]json.RawMessage{"cache_control": json.RawMessage(`{}`)}})
+		}, []string{"content[0].text"}},
+		{"PartWithoutType", events.TypeUserMessage, func(e *events.Event) { e.Content = events.NewParts(events.Part{Text: "hi"}) }, []string{"content[0].type"}},
+		{"PartFieldNotJSON", events.TypeUserMessage, func(e *events.Event) {
+			e.Content = events.NewParts(events.Part{Type: "image_url", Fields: map[string]json.RawMessage{"image_url": json.RawMessage(`{`)}})
+		}, []string{"content[0].image_url"}},
+		{"ExtraRequestID", events.TypeUserMessage, func(e *events.Event) { e.Extra = map[string]any{"request_id": "r1"} }, []string{"extra.request_id"}},
+		{"LegacyDeltaShape", events.TypeMeta, func(e *events.Event) {
+			e.Extra = map[string]any{"kind": "assistant_delta", "user_request_id": "u1"}
+		}, []string{"extra.kind"}},
+		{"NegativeSchemaVersion", events.TypeUserMessage, func(e *events.Event) { e.SchemaVersion = -1 }, []string{"schema_version"}},
+		{"Several", events.TypeUserMessage, func(e *events.Event) {
+			e.ConversationID = ""
+			e.Seq = -1
+			e.Role = "bot"
+		}, []string{"conversation_id", "role", "seq"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := validEvent(t, tt.typ)
+			tt.mutate(&e)
+			err := e.Validate()
+			if got := fieldNames(t, err); !slices.Equal(got, tt.want) {
+				t.Fatalf("Validate() fields = %q, want %q (error: %v)", got, tt.want, err)
+			}
+			var fe *events.FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("errors.As(%v, *FieldError) = false", err)
+			}
+			if fe.Field != tt.want[0] {
+				t.Errorf("errors.As FieldError.Field = %q, want %q", fe.Field, tt.want[0])
+			}
+			if !strings.Contains(err.Error(), tt.want[0]+": ") {
+				t.Errorf("Error() = %q, want it to name %q", err.Error(), tt.want[0])
+			}
+		})
+	}
+}
+
+func TestEvent_Validate_deltaFragments(t *testing.T) {
+	// A streamed chunk may carry a tool call fragment: no id, no name,
+	// arguments that are only a piece of a JSON document.
+	e := validEvent(t, events.TypeAssistantDelta)
+	e.ToolCalls = []events.ToolCall{{Arguments: `{"city":`}}
+	if err := e.Validate(); err != nil {
+		t.Fatalf("Validate() = %v, want nil", err)
+	}
+}
+
+func TestFieldError(t *testing.T) {
+	fe := &events.FieldError{Field: "seq", Reason: "must be an integer"}
+	if got, want := fe.Error(), "seq: must be an integer"; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	if !errors.Is(fe, events.ErrInvalid) {
+		t.Error("errors.Is(FieldError, ErrInvalid) = false")
+	}
+	if errors.Is(fe, errors.New("invalid event")) {
+		t.Error("errors.Is(FieldError, other error) = true")
+	}
+}
