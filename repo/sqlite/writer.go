@@ -393,54 +393,68 @@ func checkDuplicate(p *prepared, stored events.Event, fp []byte, found bool, err
 }
 
 // appendOne writes one event unless it is already stored.
+//
+// It inserts first and looks up only when the insert is refused or the
+// expectation fails: a new key (the common case, retries having been
+// answered from a reader) costs one index probe for the head, usually
+// cached, and the insert. The unique indexes decide what is stored.
 func (w *writer) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, error) {
 	if p.err != nil {
 		return repo.Result{}, p.err
 	}
-	stored, found, err := w.lookupStored(p)
-	if err != nil {
-		return repo.Result{}, err
-	}
-	if found {
-		return repo.Result{Event: stored, Outcome: repo.Duplicate}, nil
-	}
 	conv := p.ev.ConversationID
-	head, err := w.head(conv)
-	if err != nil {
-		return repo.Result{}, err
-	}
-	if want, ok := opts.Expected.Seq(); ok && want != head {
-		return repo.Result{}, &repo.SeqConflictError{ConversationID: conv, Expected: want, Actual: head}
-	}
 	ev := p.ev
-	if opts.KeepSeq {
-		if ev.Seq != head+1 {
-			return repo.Result{}, &repo.SeqConflictError{ConversationID: conv, Expected: ev.Seq - 1, Actual: head}
+	for attempt := 0; ; attempt++ {
+		head, err := w.head(conv)
+		if err != nil {
+			return repo.Result{}, err
 		}
-	} else {
-		ev.Seq = head + 1
-	}
-	pos, inserted, err := w.insert(p, ev.Seq)
-	if err != nil {
-		return repo.Result{}, fmt.Errorf("sqlite: insert event: %w", err)
-	}
-	if !inserted {
-		// A unique index refused the row although the lookups above
-		// found nothing: the indexes are the final arbiter. Drop the
-		// head cache and say what clashed.
+		want, expecting := opts.Expected.Seq()
+		switch {
+		case expecting && want != head:
+			return w.storedOr(p, &repo.SeqConflictError{ConversationID: conv, Expected: want, Actual: head})
+		case opts.KeepSeq && ev.Seq != head+1:
+			return w.storedOr(p, &repo.SeqConflictError{ConversationID: conv, Expected: ev.Seq - 1, Actual: head})
+		case !opts.KeepSeq:
+			ev.Seq = head + 1
+		}
+		pos, inserted, err := w.insert(p, ev.Seq)
+		if err != nil {
+			return repo.Result{}, fmt.Errorf("sqlite: insert event: %w", err)
+		}
+		if inserted {
+			ev.Pos = pos
+			w.pending[conv] = ev.Seq
+			w.touched[conv] = struct{}{}
+			return repo.Result{Event: ev, Outcome: repo.Appended}, nil
+		}
+		// A unique index refused the row: the key is taken (a retry or
+		// a conflict), or the seq is, which means the cached head was
+		// stale. Reload the head and try once more.
+		stored, found, err := w.lookupStored(p)
+		if err != nil || found {
+			return repo.Result{Event: stored, Outcome: repo.Duplicate}, err
+		}
 		w.heads = make(map[string]int64)
 		delete(w.pending, conv)
-		if stored, found, lerr := w.lookupStored(p); lerr != nil {
-			return repo.Result{}, lerr
-		} else if found {
-			return repo.Result{Event: stored, Outcome: repo.Duplicate}, nil
+		if attempt > 0 || opts.KeepSeq {
+			return repo.Result{}, fmt.Errorf("%w: seq %d of conversation %q is taken", repo.ErrSeqConflict, ev.Seq, conv)
 		}
-		return repo.Result{}, fmt.Errorf("%w: seq %d of conversation %q is taken", repo.ErrSeqConflict, ev.Seq, conv)
 	}
-	ev.Pos = pos
-	w.pending[conv] = ev.Seq
-	w.touched[conv] = struct{}{}
-	return repo.Result{Event: ev, Outcome: repo.Appended}, nil
+}
+
+// storedOr answers a request whose condition failed: with the stored event
+// when it is a retry of one (idempotency wins over a stale expectation),
+// else with err.
+func (w *writer) storedOr(p *prepared, err error) (repo.Result, error) {
+	stored, found, lerr := w.lookupStored(p)
+	switch {
+	case lerr != nil:
+		return repo.Result{}, lerr
+	case found:
+		return repo.Result{Event: stored, Outcome: repo.Duplicate}, nil
+	}
+	return repo.Result{}, err
 }
 
 // head returns the conversation's head seq as this transaction sees it.
