@@ -16,11 +16,18 @@ const (
 
 	qDataVersion = `PRAGMA data_version`
 
-	// OR IGNORE: a unique-index clash yields no RETURNING row instead of
-	// aborting, so SQLite needs no statement journal per insert (it cost
-	// a fifth of the append path); the writer then looks up what clashed.
-	qInsert = `INSERT OR IGNORE INTO events (id, conversation_id, seq, type, schema_version, created_at, role, body, extra, fingerprint)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING pos`
+	// OR IGNORE: a unique-index clash changes nothing instead of aborting,
+	// so SQLite needs no statement journal per insert (it cost a fifth of
+	// the append path); the writer then looks up what clashed.
+	// pos is assigned by the writer (see writer.lastPos).
+	qInsert = `INSERT OR IGNORE INTO events (pos, id, conversation_id, seq, type, schema_version, created_at, role, body, extra, fingerprint)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+	// The highest pos ever assigned: AUTOINCREMENT keeps it in
+	// sqlite_sequence even after the newest events are erased, so a pos
+	// is never reused.
+	qLastPos = `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),
+           coalesce((SELECT max(pos) FROM events), 0))`
 
 	qHead = `SELECT seq FROM events WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1`
 

@@ -130,6 +130,21 @@ type writer struct {
 	// pending holds head changes of the open transaction.
 	pending map[string]int64
 	touched map[string]struct{}
+
+	// lastPos is the highest pos ever assigned, committed (valid with
+	// the head cache); txnPos is the open transaction's. The writer
+	// assigns pos itself: SQLite's AUTOINCREMENT would spend a pos on
+	// every insert that OR IGNORE drops, leaving a gap per duplicate.
+	lastPos  int64
+	posKnown bool
+	txnPos   int64
+}
+
+// invalidate drops everything cached about the database, after a failed
+// transaction or another connection's commit.
+func (w *writer) invalidate() {
+	w.heads = make(map[string]int64)
+	w.posKnown = false
 }
 
 func (w *writer) run() {
@@ -170,7 +185,7 @@ func (w *writer) commit(batch []*request) {
 		for _, req := range batch {
 			req.fail(err)
 		}
-		w.heads = make(map[string]int64)
+		w.invalidate()
 		return
 	}
 	live := 0
@@ -193,13 +208,14 @@ func (w *writer) commit(batch []*request) {
 		for _, req := range batch {
 			req.fail(err)
 		}
-		w.heads = make(map[string]int64)
+		w.invalidate()
 		w.repo.opts.Logger.Error("group commit failed", "err", err, "requests", len(batch))
 		return
 	}
 	for id, seq := range w.pending {
 		w.heads[id] = seq
 	}
+	w.lastPos = w.txnPos
 	if len(w.heads) > 1<<16 {
 		w.heads = make(map[string]int64)
 	}
@@ -251,9 +267,23 @@ func (w *writer) begin() error {
 	v := s.ColumnInt64(0)
 	s.Reset()
 	if v != w.dataVersion {
-		w.heads = make(map[string]int64)
+		w.invalidate()
 		w.dataVersion = v
 	}
+	if !w.posKnown {
+		p, err := w.c.stmt(qLastPos)
+		if err == nil && !p.Step() {
+			err = cmpErr(p.Err(), "read last pos")
+		}
+		if err != nil {
+			p.Reset()
+			w.c.db.Exec(`ROLLBACK`)
+			return err
+		}
+		w.lastPos, w.posKnown = p.ColumnInt64(0), true
+		p.Reset()
+	}
+	w.txnPos = w.lastPos
 	return nil
 }
 
@@ -303,12 +333,13 @@ func (w *writer) savepoint(f func() error) error {
 	for k, v := range w.pending {
 		saved[k] = v
 	}
+	savedPos := w.txnPos
 	err := f()
 	if err != nil {
 		if rerr := w.c.db.Exec(`ROLLBACK TO batch; RELEASE batch`); rerr != nil {
 			return fmt.Errorf("sqlite: roll back batch: %w (after %w)", rerr, err)
 		}
-		w.pending = saved
+		w.pending, w.txnPos = saved, savedPos
 		return err
 	}
 	if err := w.c.db.Exec(`RELEASE batch`); err != nil {
@@ -487,19 +518,24 @@ func (w *writer) insert(p *prepared, seq int64) (pos int64, inserted bool, err e
 		return 0, false, err
 	}
 	defer s.Reset()
-	s.BindText(1, p.ev.ID)
-	s.BindText(2, p.ev.ConversationID)
-	s.BindInt64(3, seq)
-	s.BindText(4, string(p.ev.Type))
-	s.BindInt64(5, int64(p.ev.SchemaVersion))
-	s.BindInt64(6, p.ev.CreatedAt.UnixNano())
-	s.BindText(7, string(p.ev.Role))
-	s.BindBlob(8, p.body)
-	s.BindRawText(9, p.extra)
-	s.BindBlob(10, p.fp[:])
-	if !s.Step() {
-		return 0, false, s.Err()
+	pos = w.txnPos + 1
+	s.BindInt64(1, pos)
+	s.BindText(2, p.ev.ID)
+	s.BindText(3, p.ev.ConversationID)
+	s.BindInt64(4, seq)
+	s.BindText(5, string(p.ev.Type))
+	s.BindInt64(6, int64(p.ev.SchemaVersion))
+	s.BindInt64(7, p.ev.CreatedAt.UnixNano())
+	s.BindText(8, string(p.ev.Role))
+	s.BindBlob(9, p.body)
+	s.BindRawText(10, p.extra)
+	s.BindBlob(11, p.fp[:])
+	if err := s.Exec(); err != nil {
+		return 0, false, err
 	}
-	pos = s.ColumnInt64(0)
-	return pos, true, s.Reset()
+	if w.c.db.Changes() == 0 {
+		return 0, false, nil
+	}
+	w.txnPos = pos
+	return pos, true, nil
 }
