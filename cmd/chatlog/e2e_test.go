@@ -1,0 +1,66 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestEndToEnd builds the binary and drives it as a user would: ingest a
+// file twice, then reuse a key with another payload.
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool in PATH")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "chatlog")
+	build := exec.Command(goTool, "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	log := filepath.Join(dir, "log.jsonl")
+	if err := os.WriteFile(log, []byte(goodLog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	chatlog := func(args ...string) (code int, stdout, stderr string) {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "CHATLOG_DB=") // the default chatlog.db in dir
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			code = ee.ExitCode()
+		case err != nil:
+			t.Fatalf("run %v: %v", args, err)
+		}
+		return code, out.String(), errOut.String()
+	}
+
+	code, out, errOut := chatlog("ingest", "log.jsonl")
+	if code != 0 || strings.TrimSpace(out) != `{"read":5,"appended":5,"duplicates":0,"conflicts":0,"invalid":0}` {
+		t.Fatalf("first ingest: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "chatlog.db")); err != nil {
+		t.Errorf("the default database chatlog.db was not created: %v", err)
+	}
+	code, out, errOut = chatlog("ingest", "log.jsonl")
+	if code != 0 || strings.TrimSpace(out) != `{"read":5,"appended":0,"duplicates":5,"conflicts":0,"invalid":0}` {
+		t.Fatalf("second ingest: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = chatlog("append", "--conversation", "c", "--type", "user_message", "--content", "another question", "--request-id", "u1")
+	if code != 3 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "stored seq 1") {
+		t.Fatalf("key reuse: exit %d, stdout %q, stderr %q; want exit 3 and one line naming the stored seq", code, out, errOut)
+	}
+}

@@ -1,0 +1,25 @@
+// Command chatlog is the command line of the chatlog event store: append
+// events, ingest and import JSONL logs, replay and export conversations.
+//
+// Usage:
+//
+//	chatlog [--db PATH] COMMAND [flags] [args]
+//
+// Run "chatlog --help" for the commands and "chatlog COMMAND --help" for a
+// command's flags and an example. The contract (names, flags, output
+// shapes, exit codes) is fixed in INTERFACE.md.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := NewMain().Run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
