@@ -75,9 +75,15 @@ type AppendOptions struct {
 	// the conversation's head seq (optimistic concurrency).
 	Expected Expectation
 	// KeepSeq stores events at their own Seq instead of assigning one,
-	// for importing an export: an event whose id is already stored is a
-	// duplicate; otherwise its seq must be the conversation's head + 1,
-	// or the append fails with ErrSeqConflict.
+	// for importing an export: each event needs its id, seq (> 0) and
+	// created_at (else events.ErrInvalid). An event whose id is already
+	// stored with the same request and payload is a duplicate; otherwise
+	// its seq must be the conversation's head + 1, or the append fails
+	// with ErrSeqConflict.
+	//
+	// Without KeepSeq, a caller's Seq and Pos are ignored; a caller's ID
+	// is kept and deduplicated on like a request_id: reusing it for
+	// another conversation, request_id or payload is a conflict.
 	KeepSeq bool
 }
 

@@ -403,7 +403,9 @@ func (w *writer) lookupStored(p *prepared) (events.Event, bool, error) {
 	}
 	if p.callerID {
 		ev, fp, found, err := lookup(w.c, qByID, p.ev.ID)
-		if err == nil && found && ev.ConversationID != p.ev.ConversationID {
+		if err == nil && found && (ev.ConversationID != p.ev.ConversationID || ev.RequestID != p.ev.RequestID) {
+			// The id names another request: acknowledging it as a
+			// duplicate would leave the caller's key unstored.
 			return events.Event{}, false, &repo.ConflictError{Key: "id:" + p.ev.ID, Stored: ev}
 		}
 		if err != nil || found {
@@ -469,7 +471,11 @@ func (w *writer) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, e
 		w.heads = make(map[string]int64)
 		delete(w.pending, conv)
 		if attempt > 0 || opts.KeepSeq {
-			return repo.Result{}, fmt.Errorf("%w: seq %d of conversation %q is taken", repo.ErrSeqConflict, ev.Seq, conv)
+			head, err := w.head(conv)
+			if err != nil {
+				return repo.Result{}, err
+			}
+			return repo.Result{}, &repo.SeqConflictError{ConversationID: conv, Expected: ev.Seq - 1, Actual: head}
 		}
 	}
 }
