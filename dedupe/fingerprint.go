@@ -30,16 +30,30 @@ type Fingerprint [FingerprintSize]byte
 //
 // Every backend uses Of, so "same payload" means one thing everywhere.
 func Of(e *events.Event) (Fingerprint, error) {
-	h := sha256.New()
-	var num [8]byte
+	var extra []byte
+	if len(e.Extra) > 0 {
+		// encoding/json writes map keys sorted, so equal maps encode
+		// equally.
+		b, err := json.Marshal(e.Extra)
+		if err != nil {
+			return Fingerprint{}, err
+		}
+		extra = b
+	}
+	return OfEncoded(e, extra)
+}
+
+// OfEncoded is Of for a caller that already holds e.Extra encoded by
+// encoding/json (nil when empty), as events.Stored.ExtraJSON does: the
+// append path encodes extra once for storage and fingerprint alike.
+func OfEncoded(e *events.Event, extraJSON []byte) (Fingerprint, error) {
+	buf := make([]byte, 0, 256+len(extraJSON)+len(e.Content.PlainText()))
 	str := func(s string) {
-		binary.LittleEndian.PutUint64(num[:], uint64(len(s)))
-		h.Write(num[:])
-		h.Write([]byte(s))
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(len(s)))
+		buf = append(buf, s...)
 	}
 	i64 := func(n int64) {
-		binary.LittleEndian.PutUint64(num[:], uint64(n))
-		h.Write(num[:])
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(n))
 	}
 	str(string(e.Type))
 	str(string(e.EffectiveRole()))
@@ -82,17 +96,7 @@ func Of(e *events.Event) (Fingerprint, error) {
 	} else {
 		i64(0)
 	}
-	if len(e.Extra) > 0 {
-		// encoding/json writes map keys sorted, so equal maps encode
-		// equally.
-		b, err := json.Marshal(e.Extra)
-		if err != nil {
-			return Fingerprint{}, err
-		}
-		str(string(b))
-	} else {
-		str("")
-	}
+	str(string(extraJSON))
 	// Raw in the form encoding/json writes it (compact, HTML-escaped),
 	// which is how the store and the wire hand it back: a Go caller's
 	// indented payload and its stored copy are one request. JSON null is
@@ -109,7 +113,8 @@ func Of(e *events.Event) (Fingerprint, error) {
 	} else {
 		str("")
 	}
+	sum := sha256.Sum256(buf)
 	var f Fingerprint
-	copy(f[:], h.Sum(nil))
+	copy(f[:], sum[:])
 	return f, nil
 }

@@ -202,7 +202,7 @@ func TestOf_decoded(t *testing.T) {
 	})
 	t.Run("StoredAndRetried", func(t *testing.T) {
 		// A retry arrives as JSON; the stored copy comes back through
-		// MarshalPayload/UnmarshalStored. Both must fingerprint alike.
+		// EncodeStored/DecodeStored. Both must fingerprint alike.
 		const line = `{"conversation_id":"c1","type":"assistant_message","content":"a < b & c",` +
 			`"raw":{"html":"<b>bold</b> & more","sep":"\u2028"},"request_id":"assistant:u1","extra":{"user_request_id":"u1"}}`
 		retry := decode(t, line)
@@ -241,19 +241,21 @@ func TestOf_decoded(t *testing.T) {
 }
 
 // storedCopy returns e as a backend reads it back: the columns beside the
-// payload plus what MarshalPayload and MarshalExtra wrote.
+// payload plus what EncodeStored wrote. It also checks that the append
+// path's fingerprint (OfEncoded over the stored ExtraJSON) equals Of.
 func storedCopy(tb testing.TB, e events.Event) events.Event {
 	tb.Helper()
-	body, err := e.MarshalPayload()
+	st, err := e.EncodeStored()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	extra, err := e.MarshalExtra()
-	if err != nil {
-		tb.Fatal(err)
+	f1, err1 := dedupe.Of(&e)
+	f2, err2 := dedupe.OfEncoded(&e, st.ExtraJSON)
+	if err1 != nil || err2 != nil || f1 != f2 {
+		tb.Fatalf("Of = %x, %v; OfEncoded(ExtraJSON) = %x, %v", f1, err1, f2, err2)
 	}
 	s := events.Event{ConversationID: e.ConversationID, Type: e.Type, Role: e.Role}
-	if err := s.UnmarshalStored(body, extra); err != nil {
+	if err := s.DecodeStored(st.Text, st.TextSet, st.Body, st.Extra); err != nil {
 		tb.Fatal(err)
 	}
 	return s

@@ -233,57 +233,6 @@ func (e *Event) MarshalExtra() ([]byte, error) {
 	return json.Marshal(m)
 }
 
-// payload is the stored body of an event: everything that is not a column
-// of its own in storage.
-type payload struct {
-	Content    *Content        `json:"content,omitempty"`
-	ToolCalls  []ToolCall      `json:"tool_calls,omitempty"`
-	ToolCallID string          `json:"tool_call_id,omitempty"`
-	Provider   string          `json:"provider,omitempty"`
-	Model      string          `json:"model,omitempty"`
-	StopReason string          `json:"stop_reason,omitempty"`
-	Usage      *Usage          `json:"usage,omitempty"`
-	Raw        json.RawMessage `json:"raw,omitempty"`
-}
-
-// MarshalPayload encodes the event's body for storage backends: content,
-// tool calls, tool_call_id, provider, model, stop reason, usage and raw.
-// Identity, position, type, role, time and extra are stored beside it.
-func (e *Event) MarshalPayload() ([]byte, error) {
-	return json.Marshal(payload{
-		Content: e.Content, ToolCalls: e.ToolCalls, ToolCallID: e.ToolCallID,
-		Provider: e.Provider, Model: e.Model, StopReason: e.StopReason,
-		Usage: e.Usage, Raw: e.Raw,
-	})
-}
-
-// UnmarshalStored fills the body and extra of e from what MarshalPayload
-// and MarshalExtra wrote.
-func (e *Event) UnmarshalStored(body, extra []byte) error {
-	var p payload
-	if err := json.Unmarshal(body, &p); err != nil {
-		return fmt.Errorf("decode stored payload: %w", err)
-	}
-	e.Content, e.ToolCalls, e.ToolCallID = p.Content, p.ToolCalls, p.ToolCallID
-	e.Provider, e.Model, e.StopReason = p.Provider, p.Model, p.StopReason
-	e.Usage, e.Raw = p.Usage, p.Raw
-	e.Extra, e.RequestID = nil, ""
-	if len(extra) > 2 { // "{}" holds nothing
-		m, err := decodeObject(extra)
-		if err != nil {
-			return fmt.Errorf("decode stored extra: %w", err)
-		}
-		if rid, ok := m["request_id"].(string); ok {
-			e.RequestID = rid
-			delete(m, "request_id")
-		}
-		if len(m) > 0 {
-			e.Extra = m
-		}
-	}
-	return nil
-}
-
 // canonicalJSON returns b in the form encoding/json writes a
 // json.RawMessage: compact, with <, >, &, U+2028 and U+2029 escaped. Raw
 // members are kept in this form so that encoding an event and decoding it

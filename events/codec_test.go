@@ -501,14 +501,10 @@ func TestEvent_roundTrip(t *testing.T) {
 	}
 }
 
-func TestEvent_UnmarshalStored(t *testing.T) {
+func TestEvent_DecodeStored(t *testing.T) {
 	for name, e := range roundTripEvents() {
 		t.Run(name, func(t *testing.T) {
-			body, err := e.MarshalPayload()
-			if err != nil {
-				t.Fatal(err)
-			}
-			extra, err := e.MarshalExtra()
+			st, err := e.EncodeStored()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -517,11 +513,14 @@ func TestEvent_UnmarshalStored(t *testing.T) {
 				ID: e.ID, ConversationID: e.ConversationID, Seq: e.Seq, Pos: e.Pos, Type: e.Type,
 				SchemaVersion: e.SchemaVersion, CreatedAt: e.CreatedAt, Role: e.Role,
 			}
-			if err := got.UnmarshalStored(body, extra); err != nil {
+			if err := got.DecodeStored(st.Text, st.TextSet, st.Body, st.Extra); err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(got, e) {
-				t.Errorf("UnmarshalStored =\n%#v\nwant\n%#v", got, e)
+				t.Errorf("DecodeStored =\n%#v\nwant\n%#v", got, e)
+			}
+			if !json.Valid(st.Extra) {
+				t.Errorf("stored extra %s is not valid JSON", st.Extra)
 			}
 		})
 	}

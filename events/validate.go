@@ -245,14 +245,19 @@ func (e *Event) Validate() error {
 		}
 	}
 	if len(e.Extra) > 0 {
-		if !validUTF8Value(e.Extra) {
+		n, ok, valid := jsonSize(e.Extra)
+		if !ok {
+			// A Go value the walk does not know: let encoding/json judge.
+			b, err := json.Marshal(e.Extra)
+			if err != nil {
+				bad("extra", "cannot be encoded as JSON: %v", err)
+			}
+			n = len(b)
+		}
+		if !valid {
 			bad("extra", "is not valid UTF-8")
 		}
-		b, err := json.Marshal(e.Extra)
-		if err != nil {
-			bad("extra", "cannot be encoded as JSON: %v", err)
-		}
-		size += len(b)
+		size += n
 	}
 	if e.Raw != nil {
 		if !json.Valid(e.Raw) {
@@ -269,26 +274,42 @@ func (e *Event) Validate() error {
 	return &ValidationError{Fields: errs}
 }
 
-// validUTF8Value reports whether every string (keys included) in a decoded
-// JSON value is valid UTF-8; json.Marshal would silently replace bad bytes.
-func validUTF8Value(v any) bool {
+// jsonSize estimates the encoded size of a decoded JSON value without
+// encoding it (the append path would otherwise encode extra an extra
+// time). known is false for Go values outside JSON's shapes; valid is
+// false when a string (keys included) is not UTF-8, which encoding/json
+// would silently replace.
+func jsonSize(v any) (size int, known, valid bool) {
 	switch v := v.(type) {
+	case nil, bool:
+		return 5, true, true
 	case string:
-		return utf8.ValidString(v)
+		return len(v) + 2, true, utf8.ValidString(v)
+	case json.Number:
+		return len(v), true, true
+	case float64:
+		return 24, !math.IsNaN(v) && !math.IsInf(v, 0), true
+	case int, int64, int32, uint, uint64, uint32:
+		return 20, true, true
 	case map[string]any:
+		size, known, valid = 2, true, true
 		for k, x := range v {
-			if !utf8.ValidString(k) || !validUTF8Value(x) {
-				return false
-			}
+			n, k2, v2 := jsonSize(x)
+			size += len(k) + 4 + n
+			known = known && k2
+			valid = valid && v2 && utf8.ValidString(k)
 		}
+		return size, known, valid
 	case []any:
+		size, known, valid = 2, true, true
 		for _, x := range v {
-			if !validUTF8Value(x) {
-				return false
-			}
+			n, k2, v2 := jsonSize(x)
+			size += n + 1
+			known, valid = known && k2, valid && v2
 		}
+		return size, known, valid
 	}
-	return true
+	return 0, false, true
 }
 
 func hasControl(s string) bool {

@@ -342,7 +342,7 @@ func lookup(c *conn, query string, args ...any) (events.Event, []byte, bool, err
 	if err != nil {
 		return events.Event{}, nil, false, err
 	}
-	fp := s.ColumnBlob(10, nil)
+	fp := s.ColumnBlob(11, nil)
 	return e, fp, true, nil
 }
 
@@ -358,7 +358,12 @@ func scanEvent(s *sqlite3.Stmt) (events.Event, error) {
 		CreatedAt:      time.Unix(0, s.ColumnInt64(6)).UTC(),
 		Role:           events.Role(s.ColumnText(7)),
 	}
-	if err := e.UnmarshalStored(s.ColumnRawBlob(8), s.ColumnRawText(9)); err != nil {
+	textSet := s.ColumnType(8) != sqlite3.NULL
+	var text string
+	if textSet {
+		text = s.ColumnText(8)
+	}
+	if err := e.DecodeStored(text, textSet, s.ColumnRawBlob(9), s.ColumnRawText(10)); err != nil {
 		return events.Event{}, fmt.Errorf("sqlite: event pos %d: %w", e.Pos, err)
 	}
 	return e, nil

@@ -23,11 +23,14 @@
 //
 // # Tables
 //
-//   - events: the log. pos INTEGER PRIMARY KEY AUTOINCREMENT (global
-//     position, never reused); unique (conversation_id, seq); unique id;
+//   - events: the log. pos INTEGER PRIMARY KEY, the global position,
+//     assigned by the writer; unique (conversation_id, seq); unique id;
+//     content (plain text) and body (the rest of the payload, JSON);
 //     request_id, a virtual column generated from json_extract(extra,
 //     '$.request_id'), with a partial unique index on (conversation_id,
 //     request_id); fingerprint, the dedupe.Of hash a retry must match.
+//   - log_state: the highest pos ever assigned, so erasing the newest
+//     events never lets a pos be reused.
 //   - schema_migrations: the numbered migrations (migrations/*.sql,
 //     embedded) applied, each in its own transaction at Open.
 //

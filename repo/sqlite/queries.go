@@ -3,7 +3,7 @@ package sqlite
 // The SQL of the backend, in one place. Placeholders only: no identifier
 // or value is ever spliced into a statement.
 
-const eventColumns = `pos, id, conversation_id, seq, type, schema_version, created_at, role, body, extra`
+const eventColumns = `pos, id, conversation_id, seq, type, schema_version, created_at, role, content, body, extra`
 
 const (
 	qMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -20,14 +20,13 @@ const (
 	// so SQLite needs no statement journal per insert (it cost a fifth of
 	// the append path); the writer then looks up what clashed.
 	// pos is assigned by the writer (see writer.lastPos).
-	qInsert = `INSERT OR IGNORE INTO events (pos, id, conversation_id, seq, type, schema_version, created_at, role, body, extra, fingerprint)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qInsert = `INSERT OR IGNORE INTO events (pos, id, conversation_id, seq, type, schema_version, created_at, role, content, body, extra, fingerprint)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-	// The highest pos ever assigned: AUTOINCREMENT keeps it in
-	// sqlite_sequence even after the newest events are erased, so a pos
-	// is never reused.
-	qLastPos = `SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0),
-           coalesce((SELECT max(pos) FROM events), 0))`
+	// The highest pos ever assigned: log_state keeps it even after the
+	// newest events are erased, so a pos is never reused.
+	qLastPos    = `SELECT max((SELECT last_pos FROM log_state WHERE id = 1), coalesce((SELECT max(pos) FROM events), 0))`
+	qSetLastPos = `UPDATE log_state SET last_pos = ? WHERE id = 1 AND last_pos < ?`
 
 	qHead = `SELECT seq FROM events WHERE conversation_id = ? ORDER BY seq DESC LIMIT 1`
 

@@ -38,8 +38,7 @@ type request struct {
 type prepared struct {
 	ev       events.Event
 	callerID bool // the caller supplied ev.ID: deduplicate on it too
-	body     []byte
-	extra    []byte
+	stored   events.Stored
 	fp       dedupe.Fingerprint
 	err      error // preparation failed; the event is not written
 }
@@ -84,16 +83,12 @@ func (r *Repo) prepare(e events.Event, keepSeq bool) prepared {
 		p.ev.Role = p.ev.Type.ImpliedRole()
 	}
 	var err error
-	if p.fp, err = dedupe.Of(&p.ev); err != nil {
+	if p.stored, err = p.ev.EncodeStored(); err != nil {
+		p.err = err
+		return p
+	}
+	if p.fp, err = dedupe.OfEncoded(&p.ev, p.stored.ExtraJSON); err != nil {
 		p.err = fmt.Errorf("fingerprint: %w", err)
-		return p
-	}
-	if p.body, err = p.ev.MarshalPayload(); err != nil {
-		p.err = fmt.Errorf("encode payload: %w", err)
-		return p
-	}
-	if p.extra, err = p.ev.MarshalExtra(); err != nil {
-		p.err = fmt.Errorf("encode extra: %w", err)
 	}
 	return p
 }
@@ -133,8 +128,9 @@ type writer struct {
 
 	// lastPos is the highest pos ever assigned, committed (valid with
 	// the head cache); txnPos is the open transaction's. The writer
-	// assigns pos itself: SQLite's AUTOINCREMENT would spend a pos on
-	// every insert that OR IGNORE drops, leaving a gap per duplicate.
+	// assigns pos itself and records the highest in log_state once per
+	// commit (AUTOINCREMENT would write sqlite_sequence at every insert
+	// and spend a pos on every row OR IGNORE drops).
 	lastPos  int64
 	posKnown bool
 	txnPos   int64
@@ -197,7 +193,11 @@ func (w *writer) commit(batch []*request) {
 		live++
 		w.apply(req)
 	}
-	if err := w.c.db.Exec(`COMMIT`); err != nil {
+	err = w.recordLastPos()
+	if err == nil {
+		err = w.c.db.Exec(`COMMIT`)
+	}
+	if err != nil {
 		// Nothing of this transaction is stored: report it to everyone,
 		// including requests answered as duplicates, whose answer may
 		// rest on an event of this very transaction.
@@ -245,6 +245,20 @@ func (w *writer) commit(batch []*request) {
 	if len(w.touched) > 0 {
 		w.repo.notify.wake(w.touched)
 	}
+}
+
+// recordLastPos stores the transaction's highest pos in log_state.
+func (w *writer) recordLastPos() error {
+	if w.txnPos <= w.lastPos {
+		return nil
+	}
+	s, err := w.c.stmt(qSetLastPos)
+	if err != nil {
+		return err
+	}
+	s.BindInt64(1, w.txnPos)
+	s.BindInt64(2, w.txnPos)
+	return s.Exec()
 }
 
 // begin opens the IMMEDIATE transaction and drops the head cache when
@@ -533,9 +547,18 @@ func (w *writer) insert(p *prepared, seq int64) (pos int64, inserted bool, err e
 	s.BindInt64(6, int64(p.ev.SchemaVersion))
 	s.BindInt64(7, p.ev.CreatedAt.UnixNano())
 	s.BindText(8, string(p.ev.Role))
-	s.BindBlob(9, p.body)
-	s.BindRawText(10, p.extra)
-	s.BindBlob(11, p.fp[:])
+	if p.stored.TextSet {
+		s.BindText(9, p.stored.Text)
+	} else {
+		s.BindNull(9)
+	}
+	if p.stored.Body != nil {
+		s.BindBlob(10, p.stored.Body)
+	} else {
+		s.BindNull(10)
+	}
+	s.BindRawText(11, p.stored.Extra)
+	s.BindBlob(12, p.fp[:])
 	if err := s.Exec(); err != nil {
 		return 0, false, err
 	}

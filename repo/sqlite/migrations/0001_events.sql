@@ -1,13 +1,15 @@
 -- The append-only event log.
 --
--- pos is the global position: AUTOINCREMENT so a position is never reused,
--- even after the newest rows are erased, and checkpoints on pos stay valid.
--- created_at is Unix nanoseconds (UTC). body is events.MarshalPayload;
--- extra is the extra object with request_id folded in, indexed through the
--- generated request_id column. fingerprint is dedupe.Of: a retry is a
--- duplicate only when it matches.
+-- pos is the global position, assigned by the writer from log_state, so a
+-- position is never reused, even after the newest events are erased, and
+-- checkpoints on pos stay valid. created_at is Unix nanoseconds (UTC).
+-- content holds plain-text content (NULL otherwise); body the JSON of the
+-- rest of the payload (NULL when there is none), so a plain message reads
+-- back without JSON. extra is the extra object with request_id folded in,
+-- indexed through the generated request_id column. fingerprint is
+-- dedupe.Of: a retry is a duplicate only when it matches.
 CREATE TABLE events (
-    pos             INTEGER PRIMARY KEY AUTOINCREMENT,
+    pos             INTEGER PRIMARY KEY,
     id              TEXT    NOT NULL,
     conversation_id TEXT    NOT NULL,
     seq             INTEGER NOT NULL CHECK (seq > 0),
@@ -15,7 +17,8 @@ CREATE TABLE events (
     schema_version  INTEGER NOT NULL,
     created_at      INTEGER NOT NULL,
     role            TEXT    NOT NULL DEFAULT '',
-    body            BLOB    NOT NULL,
+    content         TEXT,
+    body            BLOB,
     extra           TEXT    NOT NULL DEFAULT '{}',
     fingerprint     BLOB    NOT NULL,
     request_id      TEXT GENERATED ALWAYS AS (json_extract(extra, '$.request_id')) VIRTUAL
@@ -25,3 +28,10 @@ CREATE UNIQUE INDEX events_id ON events (id);
 CREATE UNIQUE INDEX events_conversation_seq ON events (conversation_id, seq);
 CREATE UNIQUE INDEX events_conversation_request
     ON events (conversation_id, request_id) WHERE request_id IS NOT NULL;
+
+-- The highest pos ever assigned. Erasing events never lowers it.
+CREATE TABLE log_state (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    last_pos INTEGER NOT NULL
+);
+INSERT INTO log_state (id, last_pos) VALUES (1, 0);
