@@ -114,27 +114,36 @@ func (r *Repo) AppendEach(ctx context.Context, evs []events.Event, opts repo.App
 	if _, ok := opts.Expected.Seq(); ok {
 		return fail(&events.FieldError{Field: "expected_seq", Reason: "AppendEach takes no expected seq; use AppendBatch"})
 	}
+	// Chunks are queued as soon as they are prepared: the writer takes
+	// requests in order, so seqs follow the input while the next chunk's
+	// encoding overlaps the previous chunk's write.
 	ps := make([]prepared, len(evs))
-	for i, e := range evs {
-		ps[i] = r.prepare(e, opts.KeepSeq)
-		items[i].Err = ps[i].err
-	}
-	// Long inputs go in chunks so one request never holds the writer for
-	// more than a batch's worth of events.
-	for start := 0; start < len(ps); start += r.opts.MaxBatch {
-		end := min(start+r.opts.MaxBatch, len(ps))
+	var queued []*request
+	for start := 0; start < len(ps); start += eachChunk {
+		end := min(start+eachChunk, len(ps))
+		for i := start; i < end; i++ {
+			ps[i] = r.prepare(evs[i], opts.KeepSeq)
+			items[i].Err = ps[i].err
+		}
 		req := &request{ctx: ctx, mode: modeEach, opts: opts, evs: ps[start:end], items: items[start:end]}
-		if err := r.submit(req); err != nil {
+		if err := r.enqueue(req); err != nil {
 			for i := start; i < len(items); i++ {
 				if items[i].Err == nil {
 					items[i] = repo.Item{Err: err}
 				}
 			}
-			return items
+			break
 		}
+		queued = append(queued, req)
+	}
+	for _, req := range queued {
+		<-req.done
 	}
 	return items
 }
+
+// eachChunk is how many events AppendEach prepares before queueing them.
+const eachChunk = 128
 
 // Events implements repo.Repo.
 func (r *Repo) Events(ctx context.Context, conversationID string, rg repo.Range) iter.Seq2[events.Event, error] {

@@ -90,6 +90,7 @@ func BenchmarkAppendConcurrent(b *testing.B) {
 			all := slices.Concat(lat...)
 			slices.Sort(all)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+			b.ReportMetric(r.Stats().MeanBatch, "events/commit")
 			if len(all) > 0 {
 				b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
 				b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")

@@ -98,15 +98,23 @@ func (r *Repo) prepare(e events.Event, keepSeq bool) prepared {
 // ctx ended (nothing written) or commits it, and the caller must learn
 // which, so an append is never reported failed when it was written.
 func (r *Repo) submit(req *request) error {
+	if err := r.enqueue(req); err != nil {
+		return err
+	}
+	<-req.done
+	return nil
+}
+
+// enqueue queues req for the writer; req.done is closed once it is
+// settled. The writer takes requests in the order they were queued.
+func (r *Repo) enqueue(req *request) error {
 	req.done = make(chan struct{})
 	r.closeMu.RLock()
+	defer r.closeMu.RUnlock()
 	if r.closed {
-		r.closeMu.RUnlock()
 		return repo.ErrClosed
 	}
 	r.queue <- req
-	r.closeMu.RUnlock()
-	<-req.done
 	return nil
 }
 
