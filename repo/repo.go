@@ -67,6 +67,12 @@ type Repo interface {
 	// Close flushes queued appends, then releases the store. Calls after
 	// Close return ErrClosed.
 	Close() error
+
+	// Turns coordinates exactly-once model runs (see Turns). Every
+	// assistant_delta appended through any method is checked against its
+	// turn: one naming an attempt that does not hold the turn fails with
+	// ErrStaleAttempt.
+	Turns
 }
 
 // AppendOptions adjusts one append call. The zero value is a plain append.

@@ -43,3 +43,39 @@ WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?`
 
 	qIntegrityCheck = `PRAGMA integrity_check`
 )
+
+// Turns.
+const (
+	qTurnGet = `SELECT attempt, owner, lease_ns, lease_expires_at, state, chunks, last_error
+FROM turns WHERE conversation_id = ? AND user_request_id = ?`
+	qTurnPut = `INSERT INTO turns (conversation_id, user_request_id, attempt, owner, lease_ns, lease_expires_at, state, chunks, last_chunk_at, last_error)
+VALUES (?, ?, ?, ?, ?, ?, 'running', 0, NULL, ?)
+ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
+    attempt = excluded.attempt, owner = excluded.owner, lease_ns = excluded.lease_ns,
+    lease_expires_at = excluded.lease_expires_at, state = 'running', chunks = 0, last_chunk_at = NULL`
+	qTurnHeartbeat = `UPDATE turns SET lease_expires_at = ? + lease_ns
+WHERE conversation_id = ? AND user_request_id = ? AND attempt = ? AND state = 'running'
+RETURNING lease_expires_at`
+	qTurnFail = `UPDATE turns SET state = 'failed', last_error = ?, lease_expires_at = 0
+WHERE conversation_id = ? AND user_request_id = ?`
+	qTurnComplete = `UPDATE turns SET state = 'completed', lease_expires_at = 0
+WHERE conversation_id = ? AND user_request_id = ?`
+	// A chunk: track the stream (creating the row of a stream begun
+	// without a turn).
+	qTurnChunk = `INSERT INTO turns (conversation_id, user_request_id, attempt, state, chunks, last_chunk_at)
+VALUES (?, ?, 0, 'running', 1, ?)
+ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
+    chunks = chunks + 1, last_chunk_at = excluded.last_chunk_at`
+	qOpenStreams = `SELECT conversation_id, user_request_id, attempt, last_chunk_at FROM turns
+WHERE state = 'running' AND last_chunk_at IS NOT NULL AND last_chunk_at < ?
+ORDER BY last_chunk_at LIMIT ?`
+
+	// The chunks of a user request: its chunk keys share a prefix
+	// (repo.ChunkRequestID), read as a range of the request_id index.
+	qChunksByKey = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = ? AND request_id >= ? AND request_id < ? AND type = 'assistant_delta'`
+	// Chunks stored under other keys (hand-made logs): a scan of the
+	// conversation, only when the key range finds none.
+	qChunksScan = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = ? AND type = 'assistant_delta' ORDER BY seq`
+)

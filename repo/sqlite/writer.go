@@ -18,6 +18,7 @@ const (
 	modeSingle mode = iota // one event
 	modeAtomic             // AppendBatch: all or nothing
 	modeEach               // AppendEach: each event on its own
+	modeFunc               // a function run in the transaction (turns)
 )
 
 // request is one caller's append, queued for the writer goroutine.
@@ -26,6 +27,7 @@ type request struct {
 	mode mode
 	opts repo.AppendOptions
 	evs  []prepared
+	fn   func(w *writer) error // modeFunc
 	// items receives one result per event (modeEach) or is filled with
 	// the batch's results; err is the request's error (not modeEach).
 	items []repo.Item
@@ -142,6 +144,11 @@ type writer struct {
 	lastPos  int64
 	posKnown bool
 	txnPos   int64
+
+	// broken is set when a write failed after an insert it belongs with:
+	// the transaction cannot be committed in part, so commit rolls it all
+	// back and fails every request in it.
+	broken error
 }
 
 // invalidate drops everything cached about the database, after a failed
@@ -183,6 +190,7 @@ func (w *writer) run() {
 func (w *writer) commit(batch []*request) {
 	w.pending = make(map[string]int64)
 	w.touched = make(map[string]struct{})
+	w.broken = nil
 	err := w.begin()
 	if err != nil {
 		err = fmt.Errorf("sqlite: begin write transaction: %w", err)
@@ -201,7 +209,10 @@ func (w *writer) commit(batch []*request) {
 		live++
 		w.apply(req)
 	}
-	err = w.recordLastPos()
+	err = w.broken
+	if err == nil {
+		err = w.recordLastPos()
+	}
 	if err == nil {
 		err = w.c.db.Exec(`COMMIT`)
 	}
@@ -342,6 +353,8 @@ func (w *writer) apply(req *request) {
 			req.items = results
 			return err
 		})
+	case modeFunc:
+		req.err = w.savepoint(func() error { return req.fn(w) })
 	}
 }
 
@@ -459,6 +472,11 @@ func (w *writer) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, e
 	}
 	conv := p.ev.ConversationID
 	ev := p.ev
+	if ev.Type == events.TypeAssistantDelta {
+		if err := w.checkChunk(p); err != nil {
+			return w.storedOr(p, err)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		head, err := w.head(conv)
 		if err != nil {
@@ -481,6 +499,10 @@ func (w *writer) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, e
 			ev.Pos = pos
 			w.pending[conv] = ev.Seq
 			w.touched[conv] = struct{}{}
+			if err := w.trackTurn(&ev); err != nil {
+				w.broken = fmt.Errorf("sqlite: track turn after insert: %w", err)
+				return repo.Result{}, w.broken
+			}
 			return repo.Result{Event: ev, Outcome: repo.Appended}, nil
 		}
 		// A unique index refused the row: the key is taken (a retry or
