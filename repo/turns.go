@@ -65,6 +65,14 @@ type Turns interface {
 	// Streams lists open streams (chunks written, no final message) whose
 	// last chunk is older than idleSince: what a sweep finalises.
 	Streams(ctx context.Context, idleSince time.Time) ([]Stream, error)
+
+	// PurgeChunks applies retention to folded chunks: every chunk written
+	// before the given time whose turn has its final message loses its
+	// content (text, tool-call fragments, raw) and is marked
+	// extra.purged = true. The row stays, so seqs keep no holes and replay
+	// still shows that a chunk was there; final messages are never
+	// touched. It returns how many chunks it purged.
+	PurgeChunks(ctx context.Context, before time.Time) (int64, error)
 }
 
 // FinishFunc builds a turn's final events from its chunks, given in seq

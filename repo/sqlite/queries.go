@@ -70,6 +70,13 @@ ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
 WHERE state = 'running' AND last_chunk_at IS NOT NULL AND last_chunk_at < ?
 ORDER BY last_chunk_at LIMIT ?`
 
+	// Retention of folded chunks: the rows stay (no holes in seq), their
+	// content goes. Only chunks of completed turns.
+	qPurgeChunks = `UPDATE events SET content = NULL, body = NULL, extra = json_set(extra, '$.purged', json('true'))
+WHERE type = 'assistant_delta' AND created_at < ? AND json_extract(extra, '$.purged') IS NULL
+  AND EXISTS (SELECT 1 FROM turns t WHERE t.conversation_id = events.conversation_id
+      AND t.user_request_id = json_extract(events.extra, '$.user_request_id') AND t.state = 'completed')`
+
 	// The chunks of a user request: its chunk keys share a prefix
 	// (repo.ChunkRequestID), read as a range of the request_id index.
 	qChunksByKey = `SELECT ` + eventColumns + ` FROM events

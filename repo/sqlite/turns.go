@@ -366,3 +366,16 @@ func (r *Repo) Streams(ctx context.Context, idleSince time.Time) ([]repo.Stream,
 	})
 	return out, err
 }
+
+// PurgeChunks implements repo.Turns.
+func (r *Repo) PurgeChunks(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := r.run(ctx, func(w *writer) error {
+		if err := w.exec(qPurgeChunks, before.UnixNano()); err != nil {
+			return fmt.Errorf("sqlite: purge chunks: %w", err)
+		}
+		n = w.c.db.Changes()
+		return nil
+	})
+	return n, err
+}
