@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -59,7 +60,8 @@ type Turns interface {
 	// written in one transaction with the turn's completion. Finishing
 	// again returns the stored message as a Duplicate. ErrStaleAttempt
 	// when attempt does not hold the turn; build's error is returned as is
-	// and nothing is written.
+	// and nothing is written. ErrNotFound when the request was neither
+	// begun as a turn nor streamed (no chunks).
 	Finish(ctx context.Context, conversationID, userRequestID string, attempt int, build FinishFunc) (Result, error)
 
 	// Streams lists open streams (chunks written, no final message) whose
@@ -118,6 +120,20 @@ type TurnState struct {
 	Reply *events.Event `json:"reply,omitempty"`
 	// LastError is the message of the last failed attempt, if any.
 	LastError string `json:"last_error,omitempty"`
+}
+
+// MarshalJSON writes lease_expires_at as events write created_at (UTC,
+// nine fractional digits), so every timestamp chatlog prints has one form.
+func (s TurnState) MarshalJSON() ([]byte, error) {
+	type plain TurnState
+	out := struct {
+		plain
+		LeaseExpiresAt string `json:"lease_expires_at,omitempty"`
+	}{plain: plain(s)}
+	if !s.LeaseExpiresAt.IsZero() {
+		out.LeaseExpiresAt = events.FormatTime(s.LeaseExpiresAt)
+	}
+	return json.Marshal(out)
 }
 
 // Stream is an open stream of chunks without a final message.

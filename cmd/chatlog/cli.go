@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/chatlog/chatlog/dedupe"
 	"github.com/chatlog/chatlog/repo"
 	"github.com/chatlog/chatlog/repo/sqlite"
 )
@@ -18,7 +19,8 @@ const (
 	exitOK       = 0
 	exitFailure  = 1 // runtime error or rejected input
 	exitUsage    = 2 // bad command line
-	exitConflict = 3 // idempotency or seq conflict
+	exitConflict = 3 // idempotency or seq conflict, stale attempt
+	exitInFlight = 4 // the turn is in flight elsewhere (a live lease)
 )
 
 // defaultDB is the database used without --db or $CHATLOG_DB.
@@ -63,6 +65,10 @@ type runFunc func(ctx context.Context, env *env, args []string) error
 var commands = []*command{
 	appendCommand,
 	ingestCommand,
+	turnCommand,
+	deltaCommand,
+	finishCommand,
+	compactCommand,
 	replayCommand,
 	exportCommand,
 	importCommand,
@@ -114,7 +120,7 @@ func (e *env) close() error {
 
 // Run runs the command line args (without the program name) and returns
 // the exit code: 0 success, 1 runtime error or rejected input, 2 usage
-// error, 3 conflict.
+// error, 3 conflict, 4 turn in flight elsewhere.
 func (m *Main) Run(ctx context.Context, args []string) int {
 	getenv := m.Getenv
 	if getenv == nil {
@@ -222,8 +228,11 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ee):
 		return ee.code
-	case errors.Is(err, repo.ErrIdempotencyConflict), errors.Is(err, repo.ErrSeqConflict):
+	case errors.Is(err, repo.ErrIdempotencyConflict), errors.Is(err, repo.ErrSeqConflict),
+		errors.Is(err, repo.ErrStaleAttempt):
 		return exitConflict
+	case errors.Is(err, dedupe.ErrInFlight):
+		return exitInFlight
 	}
 	return exitFailure
 }
@@ -249,7 +258,9 @@ Commands:
 Global flags (before the command):
   --db PATH  the database file (default %s, or $CHATLOG_DB); ":memory:" for a throw-away run
 
-Exit codes: 0 success, 1 runtime error or rejected input, 2 usage error, 3 conflict.
+Exit codes: 0 success, 1 runtime error or rejected input, 2 usage error,
+3 conflict (a key reused with another payload, a seq mismatch, a stale attempt),
+4 the turn is in flight elsewhere (another attempt holds a live lease).
 Run 'chatlog COMMAND --help' for a command's flags and an example.
 `, defaultDB)
 	io.WriteString(w, b.String())

@@ -5,12 +5,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
 
 // TestEndToEnd builds the binary and drives it as a user would: ingest a
-// file twice, then reuse a key with another payload.
+// file twice, reuse a key with another payload, stream a turn.
 func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -62,5 +63,30 @@ func TestEndToEnd(t *testing.T) {
 	code, out, errOut = chatlog("append", "--conversation", "c", "--type", "user_message", "--content", "another question", "--request-id", "u1")
 	if code != 3 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "stored seq 1") {
 		t.Fatalf("key reuse: exit %d, stdout %q, stderr %q; want exit 3 and one line naming the stored seq", code, out, errOut)
+	}
+
+	// A streamed turn: begin, two chunks, finish; a retry of the turn
+	// gets the reply, a second begin while it ran was told to wait.
+	code, out, errOut = chatlog("turn", "--conversation", "s", "--request-id", "q1", "--content", "Say hello")
+	if code != 0 || !strings.HasPrefix(out, `{"status":"started","attempt":1,"lease_expires_at":"`) {
+		t.Fatalf("turn: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = chatlog("turn", "--conversation", "s", "--request-id", "q1", "--content", "Say hello")
+	if code != 4 || !strings.HasPrefix(out, `{"status":"in_flight","attempt":1,`) || strings.Count(errOut, "\n") != 1 {
+		t.Fatalf("turn in flight: exit %d, stdout %q, stderr %q; want exit 4", code, out, errOut)
+	}
+	for i, text := range []string{"Hello, ", "world."} {
+		code, out, errOut = chatlog("delta", "--conversation", "s", "--user-request-id", "q1", "--attempt", "1", "--index", strconv.Itoa(i), "--content", text)
+		if code != 0 || !strings.HasSuffix(out, `"duplicate":false}`+"\n") {
+			t.Fatalf("delta %d: exit %d, stdout %q, stderr %q", i, code, out, errOut)
+		}
+	}
+	code, out, errOut = chatlog("finish", "--conversation", "s", "--user-request-id", "q1", "--attempt", "1", "--stop-reason", "end_turn")
+	if code != 0 || !strings.Contains(out, `"type":"assistant_message"`) || !strings.Contains(out, `"content":"Hello, world."`) {
+		t.Fatalf("finish: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	code, out, errOut = chatlog("turn", "--conversation", "s", "--request-id", "q1", "--content", "Say hello")
+	if code != 0 || !strings.HasPrefix(out, `{"status":"completed","attempt":1,`) || !strings.Contains(out, `"content":"Hello, world."`) {
+		t.Fatalf("turn after finish: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }

@@ -1,5 +1,6 @@
 // Command chatlog is the command line of the chatlog event store: append
-// events, ingest and import JSONL logs, replay and export conversations.
+// events, ingest and import JSONL logs, record streamed replies exactly
+// once (turn, delta, finish, compact), replay and export conversations.
 //
 // Usage:
 //

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -78,4 +79,23 @@ func mustAppend(t *testing.T, r repo.Repo, e events.Event) events.Event {
 		t.Fatal(err)
 	}
 	return res.Event
+}
+
+// TestRepo_FinishUnknown: finishing a user request that was neither begun
+// as a turn nor streamed is ErrNotFound and writes nothing (a mistyped id
+// must not leave an empty reply for good).
+func TestRepo_FinishUnknown(t *testing.T) {
+	ctx := context.Background()
+	r, err := sqlite.Open(ctx, ":memory:", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err = compact.Finish(ctx, r, "c", "nope", 0, compact.Options{})
+	if !errors.Is(err, repo.ErrNotFound) {
+		t.Errorf("finish of an unknown request: %v, want ErrNotFound", err)
+	}
+	if head, _ := r.Head(ctx, "c"); head != 0 {
+		t.Errorf("head %d after a refused finish, want 0", head)
+	}
 }

@@ -276,6 +276,11 @@ func (r *Repo) Finish(ctx context.Context, conversationID, userRequestID string,
 		if err != nil {
 			return err
 		}
+		if !found && len(chunks) == 0 {
+			// Nothing was begun or streamed: most likely a mistyped
+			// request id, which must not leave an empty reply forever.
+			return fmt.Errorf("no turn and no chunks for user request %q in conversation %q: %w", userRequestID, conversationID, repo.ErrNotFound)
+		}
 		evs, err := build(chunks)
 		if err != nil {
 			return err
