@@ -33,8 +33,9 @@ type Repo interface {
 
 	// AppendEach stores events in order, each on its own: a bad event
 	// fails alone and the others are kept. It is the bulk path for ingest
-	// and import (they batch into few transactions). opts.Expected is not
-	// allowed here.
+	// and import (they batch into few transactions), so it records
+	// streamed chunks as history: they are not checked against a live
+	// turn (Turns). opts.Expected is not allowed here.
 	AppendEach(ctx context.Context, evs []events.Event, opts AppendOptions) []Item
 
 	// Events yields a conversation's events in seq order within r. An
@@ -73,6 +74,10 @@ type Repo interface {
 	// turn: one naming an attempt that does not hold the turn fails with
 	// ErrStaleAttempt.
 	Turns
+
+	// ReadModels are the conversation list and search, kept in step with
+	// the log.
+	ReadModels
 }
 
 // AppendOptions adjusts one append call. The zero value is a plain append.

@@ -330,6 +330,15 @@ func TestCrash_KillNine(t *testing.T) {
 	if err := r.IntegrityCheck(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	// The read models are written in the transactions of the events they
+	// reflect, so no kill can leave them behind or ahead of the log.
+	problems, err := r.VerifyReadModels(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("after the kills: %s", p)
+	}
 	stored := storedKeys(t, r)
 	for key, a := range acked {
 		s, ok := stored["k"+strconv.Itoa(key)]

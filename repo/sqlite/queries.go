@@ -62,10 +62,12 @@ WHERE conversation_id = ? AND user_request_id = ?`
 WHERE conversation_id = ? AND user_request_id = ?`
 	// A chunk: track the stream (creating the row of a stream begun
 	// without a turn).
+	// A chunk loaded from a log raises the turn's attempt to its own (a
+	// live chunk always has the holder's).
 	qTurnChunk = `INSERT INTO turns (conversation_id, user_request_id, attempt, state, chunks, last_chunk_at)
-VALUES (?, ?, 0, 'running', 1, ?)
+VALUES (?, ?, ?, 'running', 1, ?)
 ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
-    chunks = chunks + 1, last_chunk_at = excluded.last_chunk_at`
+    chunks = chunks + 1, last_chunk_at = excluded.last_chunk_at, attempt = max(attempt, excluded.attempt)`
 	qOpenStreams = `SELECT conversation_id, user_request_id, attempt, last_chunk_at FROM turns
 WHERE state = 'running' AND last_chunk_at IS NOT NULL AND last_chunk_at < ?
 ORDER BY last_chunk_at LIMIT ?`
@@ -85,4 +87,47 @@ WHERE conversation_id = ? AND request_id >= ? AND request_id < ? AND type = 'ass
 	// conversation, only when the key range finds none.
 	qChunksScan = `SELECT ` + eventColumns + ` FROM events
 WHERE conversation_id = ? AND type = 'assistant_delta' ORDER BY seq`
+)
+
+// Read models.
+const (
+	qSummaryGet = `SELECT summary FROM conversations WHERE conversation_id = ?`
+	qSummaryPut = `INSERT INTO conversations (conversation_id, last_active_at, user_id, source, title, ended, summary)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (conversation_id) DO UPDATE SET
+    last_active_at = excluded.last_active_at, user_id = excluded.user_id, source = excluded.source,
+    title = excluded.title, ended = excluded.ended, summary = excluded.summary`
+	qSummaryAll   = `SELECT conversation_id, summary FROM conversations ORDER BY conversation_id`
+	qSummaryClear = `DELETE FROM conversations`
+
+	// The events of one transaction, by their pos range (a transaction's
+	// events are the only ones in it).
+	qSearchIndexRange = `INSERT INTO message_search (rowid, content)
+SELECT pos, content FROM searchable_messages WHERE pos BETWEEN ? AND ?`
+	qSearchRebuild = `INSERT INTO message_search (message_search) VALUES ('rebuild')`
+	qSearchCheck   = `INSERT INTO message_search (message_search, rank) VALUES ('integrity-check', 1)`
+
+	qProjections     = `SELECT name, version, pos FROM projections ORDER BY name`
+	qProjectionsSet  = `UPDATE projections SET pos = ? WHERE name IN ('conversations', 'search')`
+	qProjectionsInit = `UPDATE projections SET version = ?, pos = ? WHERE name = ?`
+
+	// Listing pages by (last_active_at, conversation_id), newest first.
+	// Every filter is bound; an empty one matches all.
+	qList = `SELECT summary, last_active_at, conversation_id FROM conversations
+WHERE (?1 = '' OR user_id = ?1) AND (?2 = '' OR source = ?2)
+  AND (?3 = 0 OR last_active_at < ?4 OR (last_active_at = ?4 AND conversation_id < ?5))
+ORDER BY last_active_at DESC, conversation_id DESC LIMIT ?6`
+
+	qSearch = `SELECT e.conversation_id, e.seq, e.role, snippet(message_search, 0, '[', ']', '…', 16), e.content
+FROM message_search JOIN events e ON e.pos = message_search.rowid
+LEFT JOIN conversations c ON c.conversation_id = e.conversation_id
+WHERE message_search MATCH ?1 AND (?2 = '' OR e.conversation_id = ?2) AND (?3 = '' OR e.role = ?3)
+  AND (?4 = '' OR c.source = ?4) AND (?5 = '' OR c.user_id = ?5)
+ORDER BY rank LIMIT ?6`
+	qNeighbourBefore = `SELECT seq, role, coalesce(content, '') FROM events
+WHERE conversation_id = ? AND seq < ? AND type IN ('user_message', 'assistant_message', 'tool_result')
+ORDER BY seq DESC LIMIT 1`
+	qNeighbourAfter = `SELECT seq, role, coalesce(content, '') FROM events
+WHERE conversation_id = ? AND seq > ? AND type IN ('user_message', 'assistant_message', 'tool_result')
+ORDER BY seq LIMIT 1`
 )

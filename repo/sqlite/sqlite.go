@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
+	"github.com/ncruces/go-sqlite3/ext/fts5"
 	"github.com/ncruces/go-sqlite3/vfs/memdb"
 
 	"github.com/chatlog/chatlog/repo"
@@ -174,6 +175,10 @@ func Open(ctx context.Context, path string, opts *Options) (*Repo, error) {
 	r.done = make(chan struct{})
 	r.writer = &writer{repo: r, c: wc, heads: make(map[string]int64)}
 	go r.writer.run()
+	if err := r.catchUp(ctx); err != nil {
+		r.Close()
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -230,6 +235,12 @@ func (r *Repo) openConn(ctx context.Context, writer bool) (*conn, error) {
 	if err := db.BusyTimeout(r.opts.BusyTimeout); err != nil {
 		c.close()
 		return nil, fmt.Errorf("sqlite: set busy timeout: %w", err)
+	}
+	// After the busy timeout: registering reads the schema, which may
+	// wait for another process's lock.
+	if err := fts5.Register(db); err != nil {
+		c.close()
+		return nil, fmt.Errorf("sqlite: register fts5: %w", err)
 	}
 	// Per-connection settings, set on every connection it opens.
 	pragmas := []string{`PRAGMA foreign_keys = ON`, `PRAGMA temp_store = MEMORY`}

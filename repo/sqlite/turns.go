@@ -89,7 +89,8 @@ func (w *writer) trackTurn(e *events.Event) error {
 	switch {
 	case e.Type == events.TypeAssistantDelta:
 		urid, _ := e.ExtraString("user_request_id")
-		return w.exec(qTurnChunk, e.ConversationID, urid, e.CreatedAt.UnixNano())
+		attempt, _ := e.ExtraInt("attempt")
+		return w.exec(qTurnChunk, e.ConversationID, urid, attempt, e.CreatedAt.UnixNano())
 	case e.Type == events.TypeAssistantMessage && strings.HasPrefix(e.RequestID, "assistant:"):
 		return w.exec(qTurnComplete, e.ConversationID, strings.TrimPrefix(e.RequestID, "assistant:"))
 	}
@@ -179,7 +180,7 @@ func (w *writer) holding(conv, urid string, attempt int) (turn, error) {
 	switch {
 	case err != nil:
 		return turn{}, err
-	case !found:
+	case !found || t.attempt == 0: // attempt 0: streamed, never begun as a turn
 		return turn{}, fmt.Errorf("turn of user request %q in conversation %q: %w", urid, conv, repo.ErrNotFound)
 	case t.attempt != attempt || t.state != turnRunning:
 		return turn{}, &repo.StaleAttemptError{ConversationID: conv, UserRequestID: urid, Attempt: attempt, Holder: t.attempt, Closed: closed(t)}

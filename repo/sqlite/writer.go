@@ -145,6 +145,15 @@ type writer struct {
 	posKnown bool
 	txnPos   int64
 
+	// txnEvents are the events the open transaction inserted, in order:
+	// the read models take them in at commit, in the same transaction.
+	txnEvents []events.Event
+	// summaries caches conversations' read models; valid like heads.
+	summaries map[string]*repo.Summary
+
+	// loading is set while the bulk path (AppendEach) writes.
+	loading bool
+
 	// broken is set when a write failed after an insert it belongs with:
 	// the transaction cannot be committed in part, so commit rolls it all
 	// back and fails every request in it.
@@ -155,6 +164,7 @@ type writer struct {
 // transaction or another connection's commit.
 func (w *writer) invalidate() {
 	w.heads = make(map[string]int64)
+	w.summaries = nil
 	w.posKnown = false
 }
 
@@ -191,6 +201,7 @@ func (w *writer) commit(batch []*request) {
 	w.pending = make(map[string]int64)
 	w.touched = make(map[string]struct{})
 	w.broken = nil
+	w.txnEvents = w.txnEvents[:0]
 	err := w.begin()
 	if err != nil {
 		err = fmt.Errorf("sqlite: begin write transaction: %w", err)
@@ -210,6 +221,9 @@ func (w *writer) commit(batch []*request) {
 		w.apply(req)
 	}
 	err = w.broken
+	if err == nil && len(w.txnEvents) > 0 {
+		err = w.applyReadModels(w.txnEvents)
+	}
 	if err == nil {
 		err = w.recordLastPos()
 	}
@@ -337,6 +351,10 @@ func (req *request) fail(err error) {
 func (w *writer) apply(req *request) {
 	switch req.mode {
 	case modeEach:
+		// The bulk path loads history (ingest, import): chunks are
+		// recorded as they were written, not checked against the live
+		// turn protocol.
+		w.loading = true
 		for i := range req.evs {
 			if req.items[i].Err != nil { // failed preparation
 				continue
@@ -344,6 +362,7 @@ func (w *writer) apply(req *request) {
 			res, err := w.appendOne(&req.evs[i], req.opts)
 			req.items[i] = repo.Item{Result: res, Err: err}
 		}
+		w.loading = false
 	case modeSingle:
 		res, err := w.appendOne(&req.evs[0], req.opts)
 		req.items, req.err = []repo.Item{{Result: res}}, err
@@ -368,13 +387,13 @@ func (w *writer) savepoint(f func() error) error {
 	for k, v := range w.pending {
 		saved[k] = v
 	}
-	savedPos := w.txnPos
+	savedPos, savedEvents := w.txnPos, len(w.txnEvents)
 	err := f()
 	if err != nil {
 		if rerr := w.c.db.Exec(`ROLLBACK TO batch; RELEASE batch`); rerr != nil {
 			return fmt.Errorf("sqlite: roll back batch: %w (after %w)", rerr, err)
 		}
-		w.pending, w.txnPos = saved, savedPos
+		w.pending, w.txnPos, w.txnEvents = saved, savedPos, w.txnEvents[:savedEvents]
 		return err
 	}
 	if err := w.c.db.Exec(`RELEASE batch`); err != nil {
@@ -472,7 +491,7 @@ func (w *writer) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, e
 	}
 	conv := p.ev.ConversationID
 	ev := p.ev
-	if ev.Type == events.TypeAssistantDelta {
+	if ev.Type == events.TypeAssistantDelta && !w.loading {
 		if err := w.checkChunk(p); err != nil {
 			return w.storedOr(p, err)
 		}
@@ -499,6 +518,7 @@ func (w *writer) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, e
 			ev.Pos = pos
 			w.pending[conv] = ev.Seq
 			w.touched[conv] = struct{}{}
+			w.txnEvents = append(w.txnEvents, ev)
 			if err := w.trackTurn(&ev); err != nil {
 				w.broken = fmt.Errorf("sqlite: track turn after insert: %w", err)
 				return repo.Result{}, w.broken

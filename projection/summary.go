@@ -1,0 +1,88 @@
+package projection
+
+import (
+	"strings"
+	"unicode/utf8"
+
+	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/repo"
+)
+
+// SummaryVersion is the version of the Summarize fold. Change it whenever
+// Summarize changes what it computes: stores then know their conversation
+// read model is stale and must be rebuilt from the log.
+const SummaryVersion = 1
+
+// PreviewRunes is how much of the first user message a preview keeps.
+const PreviewRunes = 60
+
+// Summarize folds one event (the next of its conversation, in seq order)
+// into the conversation's read model. Rebuilding a summary is folding every
+// event of the conversation into a zero Summary.
+func Summarize(s *repo.Summary, e *events.Event) {
+	if s.ConversationID == "" {
+		s.ConversationID = e.ConversationID
+	}
+	s.Events++
+	s.LastSeq = e.Seq
+	if s.StartedAt.IsZero() || e.CreatedAt.Before(s.StartedAt) {
+		s.StartedAt = e.CreatedAt
+	}
+	if e.CreatedAt.After(s.LastActiveAt) {
+		s.LastActiveAt = e.CreatedAt
+	}
+	if e.Usage != nil {
+		s.Usage = s.Usage.Add(e.Usage)
+	}
+	switch e.Type {
+	case events.TypeConversationStarted:
+		for key, field := range map[string]*string{"source": &s.Source, "user": &s.User, "model": &s.Model,
+			"project": &s.Project, "title": &s.Title, "parent_id": &s.ParentID} {
+			if v, ok := e.ExtraString(key); ok && v != "" {
+				*field = v
+			}
+		}
+		if n, ok := e.ExtraInt("parent_seq"); ok {
+			s.ParentSeq = n
+		}
+	case events.TypeConversationForked:
+		if v, ok := e.ExtraString("parent_id"); ok {
+			s.ParentID = v
+		}
+		if n, ok := e.ExtraInt("parent_seq"); ok {
+			s.ParentSeq = n
+		}
+	case events.TypeTitleSet:
+		s.Title, _ = e.ExtraString("title")
+	case events.TypeConversationEnded:
+		at := e.CreatedAt
+		s.Ended, s.EndedAt = true, &at
+		s.EndedReason, _ = e.ExtraString("reason")
+	case events.TypeConversationReopened:
+		s.Ended, s.EndedAt, s.EndedReason = false, nil, ""
+	case events.TypeUserMessage:
+		s.Messages++
+		if s.Preview == "" {
+			s.Preview = Preview(e.Text())
+		}
+	case events.TypeAssistantMessage:
+		s.Messages++
+		s.ToolCalls += int64(len(e.ToolCalls))
+		if e.Model != "" {
+			s.Model = e.Model
+		}
+	case events.TypeToolResult:
+		s.Messages++
+	}
+}
+
+// Preview trims text to PreviewRunes runes, whitespace collapsed, with an
+// ellipsis when it was cut.
+func Preview(text string) string {
+	text = strings.Join(strings.Fields(text), " ")
+	if utf8.RuneCountInString(text) <= PreviewRunes {
+		return text
+	}
+	runes := []rune(text)
+	return strings.TrimRight(string(runes[:PreviewRunes]), " ") + "…"
+}

@@ -1,0 +1,39 @@
+-- Read models, kept by the writer in the same transaction as the events
+-- they reflect; projections records, per read model, the version of the
+-- code that built it and the last pos applied.
+
+-- The conversation list: projection.Summarize's fold as JSON, beside the
+-- columns listing filters and sorts on.
+CREATE TABLE conversations (
+    conversation_id TEXT    PRIMARY KEY,
+    last_active_at  INTEGER NOT NULL,
+    user_id         TEXT    NOT NULL DEFAULT '',
+    source          TEXT    NOT NULL DEFAULT '',
+    title           TEXT    NOT NULL DEFAULT '',
+    ended           INTEGER NOT NULL DEFAULT 0,
+    summary         TEXT    NOT NULL
+) WITHOUT ROWID;
+
+CREATE INDEX conversations_recent ON conversations (last_active_at DESC, conversation_id DESC);
+CREATE INDEX conversations_user_recent ON conversations (user_id, last_active_at DESC, conversation_id DESC);
+CREATE INDEX conversations_source_recent ON conversations (source, last_active_at DESC, conversation_id DESC);
+
+-- Full-text search over message text. The index keeps no copy of the
+-- text: its content is this view of the events table, by pos.
+CREATE VIEW searchable_messages AS
+    SELECT pos, content FROM events
+    WHERE type IN ('user_message', 'assistant_message', 'tool_result') AND content IS NOT NULL;
+
+CREATE VIRTUAL TABLE message_search USING fts5(
+    content, content = 'searchable_messages', content_rowid = 'pos',
+    tokenize = 'unicode61 remove_diacritics 2', detail = none, columnsize = 0
+);
+
+CREATE TABLE projections (
+    name    TEXT    PRIMARY KEY,
+    version INTEGER NOT NULL,
+    pos     INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Version 0 makes Open build both from the log that is already there.
+INSERT INTO projections (name, version, pos) VALUES ('conversations', 0, 0), ('search', 0, 0);

@@ -1,0 +1,479 @@
+package sqlite
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/projection"
+	"github.com/chatlog/chatlog/repo"
+)
+
+// searchVersion is the version of what the search index holds; bump it
+// when searchable_messages or the tokenizer changes.
+const searchVersion = 1
+
+// applyReadModels folds events just inserted (in this transaction) into the
+// read models and moves their checkpoint to the transaction's last pos.
+func (w *writer) applyReadModels(evs []events.Event) error {
+	dirty := map[string]*repo.Summary{}
+	for i := range evs {
+		e := &evs[i]
+		s, err := w.summary(e.ConversationID)
+		if err != nil {
+			return err
+		}
+		projection.Summarize(s, e)
+		dirty[e.ConversationID] = s
+	}
+	for _, s := range dirty {
+		if err := w.putSummary(s); err != nil {
+			return err
+		}
+	}
+	// One statement indexes the whole batch: FTS5 flushes its pending
+	// terms to disk at every statement of a transaction, and one insert
+	// per message made tiny segments and constant merging (costlier than
+	// writing the events themselves).
+	first, last := evs[0].Pos, evs[len(evs)-1].Pos
+	if err := w.exec(qSearchIndexRange, first, last); err != nil {
+		return fmt.Errorf("sqlite: index messages for search: %w", err)
+	}
+	return w.exec(qProjectionsSet, last)
+}
+
+// summary returns the cached (or stored) read model of a conversation.
+func (w *writer) summary(conv string) (*repo.Summary, error) {
+	if s, ok := w.summaries[conv]; ok {
+		return s, nil
+	}
+	if w.summaries == nil || len(w.summaries) > 1<<14 {
+		w.summaries = make(map[string]*repo.Summary)
+	}
+	st, err := w.c.stmt(qSummaryGet)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Reset()
+	st.BindText(1, conv)
+	s := &repo.Summary{}
+	if st.Step() {
+		if err := json.Unmarshal(st.ColumnRawText(0), s); err != nil {
+			return nil, fmt.Errorf("sqlite: decode summary of %q: %w", conv, err)
+		}
+	} else if err := st.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: read summary: %w", err)
+	}
+	w.summaries[conv] = s
+	return s, nil
+}
+
+func (w *writer) putSummary(s *repo.Summary) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	ended := int64(0)
+	if s.Ended {
+		ended = 1
+	}
+	st, err := w.c.stmt(qSummaryPut)
+	if err != nil {
+		return err
+	}
+	bind(st, s.ConversationID, s.LastActiveAt.UnixNano(), s.User, s.Source, s.Title, ended)
+	st.BindRawText(7, b)
+	if err := st.Exec(); err != nil {
+		return fmt.Errorf("sqlite: write summary of %q: %w", s.ConversationID, err)
+	}
+	return nil
+}
+
+// checkpoint is a projections row.
+type checkpoint struct {
+	version int
+	pos     int64
+}
+
+func readCheckpoints(c *conn) (map[string]checkpoint, error) {
+	s, err := c.stmt(qProjections)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Reset()
+	out := map[string]checkpoint{}
+	for s.Step() {
+		out[s.ColumnText(0)] = checkpoint{version: s.ColumnInt(1), pos: s.ColumnInt64(2)}
+	}
+	return out, s.Err()
+}
+
+// catchUp brings the read models up to the log at Open: rebuilt when built
+// by another version of the code (or never), else fed the events after
+// their checkpoint (a database written before they existed).
+func (r *Repo) catchUp(ctx context.Context) error {
+	var cps map[string]checkpoint
+	var last int64
+	err := r.run(ctx, func(w *writer) error {
+		var err error
+		if cps, err = readCheckpoints(w.c); err != nil {
+			return err
+		}
+		last = w.txnPos
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	conv, search := cps["conversations"], cps["search"]
+	if conv.version != projection.SummaryVersion || search.version != searchVersion || conv.pos != search.pos {
+		if last > 0 {
+			r.opts.Logger.Info("rebuilding read models", "reason", "built by another version", "events_up_to_pos", last)
+		}
+		return r.RebuildReadModels(ctx, nil)
+	}
+	const page = 2048
+	for from, more := conv.pos, conv.pos < last; more; {
+		err := r.run(ctx, func(w *writer) error {
+			evs, err := w.scan(qAfterPos, func(events.Event) bool { return true }, from, int64(page))
+			if err != nil || len(evs) == 0 {
+				more = false
+				return err
+			}
+			more = len(evs) == page
+			from = evs[len(evs)-1].Pos
+			return w.applyReadModels(evs)
+		})
+		if err != nil {
+			return fmt.Errorf("sqlite: catch read models up: %w", err)
+		}
+	}
+	return nil
+}
+
+// Summary implements repo.ReadModels.
+func (r *Repo) Summary(ctx context.Context, conversationID string) (repo.Summary, error) {
+	var s repo.Summary
+	found := false
+	err := r.read(ctx, func(c *conn) error {
+		st, err := c.stmt(qSummaryGet)
+		if err != nil {
+			return err
+		}
+		defer st.Reset()
+		st.BindText(1, conversationID)
+		if !st.Step() {
+			return st.Err()
+		}
+		found = true
+		return json.Unmarshal(st.ColumnRawText(0), &s)
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("conversation %q: %w", conversationID, repo.ErrNotFound)
+	}
+	return s, err
+}
+
+// ListConversations implements repo.ReadModels.
+func (r *Repo) ListConversations(ctx context.Context, q repo.ListQuery) (repo.ListPage, error) {
+	limit := q.Limit
+	switch {
+	case limit <= 0:
+		limit = 50
+	case limit > 1000:
+		limit = 1000
+	}
+	var hasCursor, curTime int64
+	var curID string
+	if q.Cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(q.Cursor)
+		t, id, ok := strings.Cut(string(b), ":")
+		n, perr := strconv.ParseInt(t, 10, 64)
+		if err != nil || !ok || perr != nil {
+			return repo.ListPage{}, &events.FieldError{Field: "cursor", Reason: "is not a cursor this store returned"}
+		}
+		hasCursor, curTime, curID = 1, n, id
+	}
+	page := repo.ListPage{Conversations: []repo.Summary{}}
+	err := r.read(ctx, func(c *conn) error {
+		st, err := c.stmt(qList)
+		if err != nil {
+			return err
+		}
+		defer st.Reset()
+		bind(st, q.User, q.Source, hasCursor, curTime, curID, int64(limit+1))
+		for st.Step() {
+			if len(page.Conversations) == limit {
+				last := page.Conversations[limit-1]
+				page.NextCursor = base64.RawURLEncoding.EncodeToString(
+					[]byte(strconv.FormatInt(last.LastActiveAt.UnixNano(), 10) + ":" + last.ConversationID))
+				break
+			}
+			var s repo.Summary
+			if err := json.Unmarshal(st.ColumnRawText(0), &s); err != nil {
+				return fmt.Errorf("sqlite: decode summary: %w", err)
+			}
+			page.Conversations = append(page.Conversations, s)
+		}
+		return st.Err()
+	})
+	return page, err
+}
+
+// SearchTerms turns anything a user types into an FTS5 query that cannot
+// fail: the words (letters and digits) each quoted as a string, so no
+// character is read as query syntax. It returns "" when there are none.
+func SearchTerms(q string) string {
+	words := strings.FieldsFunc(q, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	if len(words) > 32 {
+		words = words[:32]
+	}
+	for i, w := range words {
+		words[i] = `"` + w + `"`
+	}
+	return strings.Join(words, " ")
+}
+
+// Search implements repo.ReadModels.
+func (r *Repo) Search(ctx context.Context, q repo.SearchQuery) ([]repo.SearchHit, error) {
+	hits := []repo.SearchHit{}
+	match := SearchTerms(q.Query)
+	if match == "" {
+		return hits, ctx.Err()
+	}
+	limit := q.Limit
+	switch {
+	case limit <= 0:
+		limit = 20
+	case limit > 200:
+		limit = 200
+	}
+	err := r.read(ctx, func(c *conn) error {
+		st, err := c.stmt(qSearch)
+		if err != nil {
+			return err
+		}
+		defer st.Reset()
+		bind(st, match, q.ConversationID, string(q.Role), q.Source, q.User, int64(limit))
+		for st.Step() {
+			h := repo.SearchHit{ConversationID: st.ColumnText(0), Seq: st.ColumnInt64(1),
+				Role: events.Role(st.ColumnText(2)), Snippet: st.ColumnText(3)}
+			if h.Snippet == "" {
+				h.Snippet = projection.Preview(st.ColumnText(4))
+			}
+			hits = append(hits, h)
+		}
+		if err := st.Err(); err != nil {
+			return fmt.Errorf("sqlite: search: %w", err)
+		}
+		for i := range hits {
+			h := &hits[i]
+			if h.Before, err = neighbour(c, qNeighbourBefore, h.ConversationID, h.Seq); err != nil {
+				return err
+			}
+			if h.After, err = neighbour(c, qNeighbourAfter, h.ConversationID, h.Seq); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return hits, err
+}
+
+func neighbour(c *conn, query, conv string, seq int64) (*repo.Neighbour, error) {
+	st, err := c.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Reset()
+	bind(st, conv, seq)
+	if !st.Step() {
+		return nil, st.Err()
+	}
+	return &repo.Neighbour{Seq: st.ColumnInt64(0), Role: events.Role(st.ColumnText(1)),
+		Text: projection.Preview(st.ColumnText(2))}, nil
+}
+
+// fold replays the log (on a read connection, a page at a time) into
+// summaries, returning them and the last pos replayed.
+func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *events.Event)) (map[string]*repo.Summary, int64, error) {
+	sums := map[string]*repo.Summary{}
+	var n, last int64
+	for e, err := range r.All(ctx, 0) {
+		if err != nil {
+			return nil, 0, err
+		}
+		if check != nil {
+			check(&e)
+		}
+		s := sums[e.ConversationID]
+		if s == nil {
+			s = &repo.Summary{}
+			sums[e.ConversationID] = s
+		}
+		projection.Summarize(s, &e)
+		last = e.Pos
+		if n++; progress != nil && n%10000 == 0 {
+			progress(n)
+		}
+	}
+	if progress != nil {
+		progress(n)
+	}
+	return sums, last, nil
+}
+
+// RebuildReadModels implements repo.ReadModels. The log is replayed on a
+// read connection, without holding up appends; the swap then applies the
+// events appended meanwhile and replaces the tables in one write
+// transaction.
+func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64)) error {
+	sums, upTo, err := r.fold(ctx, progress, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: rebuild read models: %w", err)
+	}
+	return r.run(ctx, func(w *writer) error {
+		late, err := w.scan(qAfterPos, func(events.Event) bool { return true }, upTo, int64(1<<62))
+		if err != nil {
+			return err
+		}
+		for i := range late {
+			e := &late[i]
+			if sums[e.ConversationID] == nil {
+				sums[e.ConversationID] = &repo.Summary{}
+			}
+			projection.Summarize(sums[e.ConversationID], e)
+			upTo = e.Pos
+		}
+		if err := w.exec(qSummaryClear); err != nil {
+			return err
+		}
+		for _, id := range slices.Sorted(maps.Keys(sums)) {
+			if err := w.putSummary(sums[id]); err != nil {
+				return err
+			}
+		}
+		if err := w.exec(qSearchRebuild); err != nil {
+			return fmt.Errorf("sqlite: rebuild search index: %w", err)
+		}
+		w.summaries = nil
+		if upTo < w.txnPos {
+			upTo = w.txnPos // events erased after being applied leave no trace
+		}
+		if err := w.exec(qProjectionsInit, int64(projection.SummaryVersion), upTo, "conversations"); err != nil {
+			return err
+		}
+		return w.exec(qProjectionsInit, int64(searchVersion), upTo, "search")
+	})
+}
+
+// VerifyReadModels implements repo.ReadModels.
+func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]string, error) {
+	var problems []string
+	report := func(format string, args ...any) {
+		if len(problems) < 1000 {
+			problems = append(problems, fmt.Sprintf(format, args...))
+		}
+	}
+	heads := map[string]int64{}
+	var lastPos int64
+	check := func(e *events.Event) {
+		if e.Pos <= lastPos {
+			report("pos %d follows pos %d", e.Pos, lastPos)
+		}
+		lastPos = e.Pos
+		if want := heads[e.ConversationID] + 1; e.Seq != want {
+			report("conversation %q: seq %d where %d was expected", e.ConversationID, e.Seq, want)
+		}
+		heads[e.ConversationID] = e.Seq
+	}
+	// The live state is read in the same write transaction that ends the
+	// replay, so no append slips between the two.
+	sums, upTo, err := r.fold(ctx, progress, check)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: verify: %w", err)
+	}
+	err = r.run(ctx, func(w *writer) error {
+		late, err := w.scan(qAfterPos, func(events.Event) bool { return true }, upTo, int64(1<<62))
+		if err != nil {
+			return err
+		}
+		for i := range late {
+			check(&late[i])
+			if sums[late[i].ConversationID] == nil {
+				sums[late[i].ConversationID] = &repo.Summary{}
+			}
+			projection.Summarize(sums[late[i].ConversationID], &late[i])
+		}
+		cps, err := readCheckpoints(w.c)
+		if err != nil {
+			return err
+		}
+		for name, cp := range cps {
+			if cp.pos < lastPos {
+				report("read model %s: checkpoint pos %d is behind the log (pos %d)", name, cp.pos, lastPos)
+			}
+		}
+		if v := cps["conversations"].version; v != projection.SummaryVersion {
+			report("read model conversations: built by version %d, the code is version %d (run rebuild)", v, projection.SummaryVersion)
+		}
+		live := map[string][]byte{}
+		st, err := w.c.stmt(qSummaryAll)
+		if err != nil {
+			return err
+		}
+		for st.Step() {
+			live[st.ColumnText(0)] = append([]byte(nil), st.ColumnRawText(1)...)
+		}
+		if err := st.Reset(); err != nil {
+			return err
+		}
+		for _, id := range slices.Sorted(maps.Keys(sums)) {
+			want, _ := json.Marshal(sums[id])
+			got, ok := live[id]
+			switch {
+			case !ok:
+				report("conversation %q: no read model row (the log has %d events)", id, sums[id].Events)
+			case string(got) != string(want):
+				report("conversation %q: read model differs from the log: %s", id, diffJSON(got, want))
+			}
+			delete(live, id)
+		}
+		for _, id := range slices.Sorted(maps.Keys(live)) {
+			report("conversation %q: read model row without events", id)
+		}
+		if err := w.exec(qSearchCheck); err != nil {
+			report("search index: %v", err)
+		}
+		return nil
+	})
+	return problems, err
+}
+
+// diffJSON names the top-level fields in which two JSON objects differ.
+func diffJSON(got, want []byte) string {
+	var g, w map[string]any
+	json.Unmarshal(got, &g)
+	json.Unmarshal(want, &w)
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(w)) {
+		gv, _ := json.Marshal(g[k])
+		wv, _ := json.Marshal(w[k])
+		if string(gv) != string(wv) {
+			out = append(out, fmt.Sprintf("%s is %s, the log says %s", k, gv, wv))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(g)) {
+		if _, ok := w[k]; !ok {
+			out = append(out, fmt.Sprintf("%s is set, the log has none", k))
+		}
+	}
+	return strings.Join(out, "; ")
+}
