@@ -161,18 +161,20 @@ func (c Conversation) Anthropic() AnthropicRequest {
 		}
 	}
 	// The first message must be the user's: drop leading assistant
-	// messages, and results of their tool calls.
+	// messages and the results of their tool calls, again and again
+	// while dropping results empties the user message that held them.
 	dropped := map[string]bool{}
-	for len(msgs) > 0 && msgs[0].Role == "assistant" {
-		for _, b := range msgs[0].Content {
-			var tu struct{ Type, ID string }
-			if json.Unmarshal(b, &tu) == nil && tu.Type == "tool_use" {
-				dropped[tu.ID] = true
+	for len(msgs) > 0 {
+		if msgs[0].Role == "assistant" {
+			for _, b := range msgs[0].Content {
+				var tu struct{ Type, ID string }
+				if json.Unmarshal(b, &tu) == nil && tu.Type == "tool_use" {
+					dropped[tu.ID] = true
+				}
 			}
+			msgs = msgs[1:]
+			continue
 		}
-		msgs = msgs[1:]
-	}
-	if len(dropped) > 0 && len(msgs) > 0 {
 		var kept []json.RawMessage
 		for _, b := range msgs[0].Content {
 			var tr struct {
@@ -184,10 +186,12 @@ func (c Conversation) Anthropic() AnthropicRequest {
 			}
 			kept = append(kept, b)
 		}
-		msgs[0].Content = kept
 		if len(kept) == 0 {
 			msgs = msgs[1:]
+			continue
 		}
+		msgs[0].Content = kept
+		break
 	}
 	if msgs == nil {
 		msgs = []AnthropicMessage{}

@@ -6,7 +6,7 @@ import (
 )
 
 // CheckOpenAI reports the first way msgs would be refused as an OpenAI
-// chat-completions request: a system prompt not first, a tool call not
+// chat-completions request: a tool call not
 // followed by exactly one result per id, a tool message that answers no
 // call just made, an assistant message with neither content nor calls.
 func CheckOpenAI(msgs []OpenAIMessage) error {
@@ -16,15 +16,9 @@ func CheckOpenAI(msgs []OpenAIMessage) error {
 			return fmt.Errorf("message %d (%s): tool calls %v still await results", i, m.Role, keys(open))
 		}
 		switch m.Role {
-		case "system":
-			if i != 0 {
-				// A model-visible system update is allowed later, but
-				// never before the prompt.
-				if msgs[0].Role != "system" {
-					return fmt.Errorf("message %d: a system message comes after non-system ones while the first message is not the system prompt", i)
-				}
-			}
-		case "user":
+		case "system", "user":
+			// System messages may come anywhere (model-visible updates);
+			// Build puts the prompt first.
 		case "assistant":
 			if string(m.Content) == "null" && len(m.ToolCalls) == 0 {
 				return fmt.Errorf("message %d: assistant message with neither content nor tool calls", i)

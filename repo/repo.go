@@ -46,6 +46,12 @@ type Repo interface {
 	// only those (no scan of the conversation).
 	Last(ctx context.Context, conversationID string, n int) ([]events.Event, error)
 
+	// ContextMarkers returns, for the view of a conversation up to
+	// untilSeq (0: all of it), the latest event that set the system
+	// prompt (conversation_started or system_prompt_set) and the seq of
+	// the latest conversation_cleared, without scanning the conversation.
+	ContextMarkers(ctx context.Context, conversationID string, untilSeq int64) (ContextMarkers, error)
+
 	// ByRequestID returns the event stored under a request_id, or
 	// ErrNotFound.
 	ByRequestID(ctx context.Context, conversationID, requestID string) (events.Event, error)
@@ -146,6 +152,15 @@ func (r Result) Duplicate() bool { return r.Outcome == Duplicate }
 type Item struct {
 	Result
 	Err error
+}
+
+// ContextMarkers are where a conversation's model context starts.
+type ContextMarkers struct {
+	// Prompt is the latest event that set the system prompt, nil when
+	// none did.
+	Prompt *events.Event
+	// ClearSeq is the seq of the latest conversation_cleared (0: none).
+	ClearSeq int64
 }
 
 // Range selects events of a conversation by seq.

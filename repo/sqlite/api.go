@@ -214,6 +214,34 @@ func (r *Repo) ByRequestID(ctx context.Context, conversationID, requestID string
 	return ev, nil
 }
 
+// ContextMarkers implements repo.Repo.
+func (r *Repo) ContextMarkers(ctx context.Context, conversationID string, untilSeq int64) (repo.ContextMarkers, error) {
+	if untilSeq <= 0 {
+		untilSeq = math.MaxInt64
+	}
+	var m repo.ContextMarkers
+	err := r.read(ctx, func(c *conn) error {
+		ev, found, err := lookupRow(c, qLatestPrompt, conversationID, untilSeq)
+		if err != nil {
+			return err
+		}
+		if found {
+			m.Prompt = &ev
+		}
+		s, err := c.stmt(qLatestClear)
+		if err != nil {
+			return err
+		}
+		defer s.Reset()
+		bind(s, conversationID, untilSeq)
+		if s.Step() {
+			m.ClearSeq = s.ColumnInt64(0)
+		}
+		return s.Err()
+	})
+	return m, err
+}
+
 // Head implements repo.Repo.
 func (r *Repo) Head(ctx context.Context, conversationID string) (int64, error) {
 	var seq int64
@@ -353,6 +381,23 @@ func lookup(c *conn, query string, args ...any) (events.Event, []byte, bool, err
 	}
 	fp := s.ColumnBlob(11, nil)
 	return e, fp, true, nil
+}
+
+// lookupRow runs a query returning at most one row of event columns.
+func lookupRow(c *conn, query string, args ...any) (events.Event, bool, error) {
+	s, err := c.stmt(query)
+	if err != nil {
+		return events.Event{}, false, err
+	}
+	defer s.Reset()
+	if err := bind(s, args...); err != nil {
+		return events.Event{}, false, err
+	}
+	if !s.Step() {
+		return events.Event{}, false, s.Err()
+	}
+	e, err := scanEvent(s)
+	return e, err == nil, err
 }
 
 // scanEvent decodes the event columns (eventColumns order) of the row.

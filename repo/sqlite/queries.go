@@ -131,3 +131,18 @@ ORDER BY seq DESC LIMIT 1`
 WHERE conversation_id = ? AND seq > ? AND type IN ('user_message', 'assistant_message', 'tool_result')
 ORDER BY seq LIMIT 1`
 )
+
+// Context markers: the predicate repeats the partial index's, so the
+// planner uses it.
+const (
+	// INDEXED BY: with two types and ORDER BY seq, the planner would
+	// rather walk the whole conversation back through its seq index.
+	qLatestPrompt = `SELECT ` + eventColumns + ` FROM events INDEXED BY events_context_markers
+WHERE conversation_id = ? AND type IN ('conversation_started', 'system_prompt_set') AND seq <= ?
+  AND type IN ('conversation_started', 'system_prompt_set', 'conversation_cleared')
+ORDER BY seq DESC LIMIT 1`
+	qLatestClear = `SELECT seq FROM events
+WHERE conversation_id = ? AND type = 'conversation_cleared' AND seq <= ?
+  AND type IN ('conversation_started', 'system_prompt_set', 'conversation_cleared')
+ORDER BY seq DESC LIMIT 1`
+)
