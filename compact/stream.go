@@ -36,7 +36,11 @@ func Chunk(conversationID, userRequestID string, attempt, index int, content str
 // repo.ErrStaleAttempt when attempt does not hold the turn.
 func Finish(ctx context.Context, r repo.Repo, conversationID, userRequestID string, attempt int, opts Options) (repo.Result, error) {
 	return r.Finish(ctx, conversationID, userRequestID, attempt, func(chunks []events.Event) ([]events.Event, error) {
-		return Fold(chunks, opts)
+		evs, err := Fold(chunks, opts)
+		if err == nil && attempt > 0 {
+			evs[0].Extra["attempt"] = attempt // which attempt's output this is
+		}
+		return evs, err
 	})
 }
 

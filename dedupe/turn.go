@@ -105,47 +105,77 @@ func (r *Runner) defaults() {
 // the others still get the reply.
 func (r *Runner) Turn(ctx context.Context, userMsg events.Event, run RunFunc) (Reply, error) {
 	r.defaults()
-	key := userMsg.ConversationID + "\x00" + userMsg.RequestID
-	ch := r.group.DoChan(key, func() (any, error) {
-		return r.turn(context.WithoutCancel(ctx), ctx, userMsg, run)
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return Reply{}, res.Err
-		}
-		return res.Val.(Reply), nil
-	case <-ctx.Done():
-		return Reply{}, ctx.Err()
+	if reply, ok, err := r.recorded(ctx, userMsg); err != nil || ok {
+		return reply, err
 	}
-}
-
-// turn does the work for one singleflight group. runCtx outlives the
-// first caller; callerCtx bounds only the waiting for another process.
-func (r *Runner) turn(runCtx, callerCtx context.Context, userMsg events.Event, run RunFunc) (Reply, error) {
+	key := userMsg.ConversationID + "\x00" + userMsg.RequestID
 	for {
-		st, err := r.Store.BeginTurn(runCtx, repo.BeginTurn{UserMessage: userMsg, Owner: r.Owner, Lease: r.Lease})
-		if err != nil {
-			return Reply{}, err
+		ch := r.group.DoChan(key, func() (any, error) {
+			return r.turn(context.WithoutCancel(ctx), userMsg, run)
+		})
+		var res singleflight.Result
+		select {
+		case res = <-ch:
+		case <-ctx.Done():
+			return Reply{}, ctx.Err()
 		}
-		switch st.Status {
-		case repo.TurnCompleted:
-			return Reply{Message: *st.Reply, Attempt: st.Attempt}, nil
-		case repo.TurnStarted:
-			return r.runAttempt(runCtx, st, run)
+		var inFlight *InFlightError
+		if !errors.As(res.Err, &inFlight) || !r.Wait {
+			if res.Err != nil {
+				return Reply{}, res.Err
+			}
+			return res.Val.(Reply), nil
 		}
-		inFlight := &InFlightError{Attempt: st.Attempt, LeaseExpiresAt: st.LeaseExpiresAt}
-		if !r.Wait {
-			return Reply{}, inFlight
-		}
+		// Each caller waits for the other process on its own context,
+		// then asks again (joining whoever asks first).
 		t := time.NewTimer(r.PollInterval)
 		select {
-		case <-callerCtx.Done():
+		case <-ctx.Done():
 			t.Stop()
-			return Reply{}, fmt.Errorf("%w (stopped waiting: %w)", inFlight, callerCtx.Err())
+			return Reply{}, fmt.Errorf("%w (stopped waiting: %w)", inFlight, ctx.Err())
 		case <-t.C:
 		}
 	}
+}
+
+// recorded answers a retry of an answered request from read connections,
+// without a write transaction: the reply exists and the stored user
+// message is the same request (else BeginTurn reports the conflict).
+func (r *Runner) recorded(ctx context.Context, userMsg events.Event) (Reply, bool, error) {
+	reply, err := r.Store.ByRequestID(ctx, userMsg.ConversationID, repo.ReplyRequestID(userMsg.RequestID))
+	if errors.Is(err, repo.ErrNotFound) {
+		return Reply{}, false, nil
+	} else if err != nil {
+		return Reply{}, false, err
+	}
+	stored, err := r.Store.ByRequestID(ctx, userMsg.ConversationID, userMsg.RequestID)
+	if err != nil {
+		return Reply{}, false, nil // let BeginTurn settle it
+	}
+	want, err1 := Of(&userMsg)
+	have, err2 := Of(&stored)
+	if err1 != nil || err2 != nil || want != have {
+		return Reply{}, false, nil
+	}
+	attempt, _ := reply.ExtraInt("attempt")
+	return Reply{Message: reply, Attempt: int(attempt)}, true, nil
+}
+
+// turn begins the turn once for a singleflight group and runs the model
+// when it gets the turn; another process's live lease is an
+// *InFlightError, which each caller waits on by itself.
+func (r *Runner) turn(ctx context.Context, userMsg events.Event, run RunFunc) (Reply, error) {
+	st, err := r.Store.BeginTurn(ctx, repo.BeginTurn{UserMessage: userMsg, Owner: r.Owner, Lease: r.Lease})
+	if err != nil {
+		return Reply{}, err
+	}
+	switch st.Status {
+	case repo.TurnCompleted:
+		return Reply{Message: *st.Reply, Attempt: st.Attempt}, nil
+	case repo.TurnStarted:
+		return r.runAttempt(ctx, st, run)
+	}
+	return Reply{}, &InFlightError{Attempt: st.Attempt, LeaseExpiresAt: st.LeaseExpiresAt}
 }
 
 func (r *Runner) runAttempt(ctx context.Context, st repo.TurnState, run RunFunc) (Reply, error) {

@@ -65,7 +65,8 @@ type Turns interface {
 	Finish(ctx context.Context, conversationID, userRequestID string, attempt int, build FinishFunc) (Result, error)
 
 	// Streams lists open streams (chunks written, no final message) whose
-	// last chunk is older than idleSince: what a sweep finalises.
+	// last chunk is older than idleSince and whose holder's lease, if
+	// any, has expired: what a sweep finalises.
 	Streams(ctx context.Context, idleSince time.Time) ([]Stream, error)
 
 	// PurgeChunks applies retention to folded chunks: every chunk written

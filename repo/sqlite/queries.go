@@ -68,8 +68,11 @@ WHERE conversation_id = ? AND user_request_id = ?`
 VALUES (?, ?, ?, 'running', 1, ?)
 ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
     chunks = chunks + 1, last_chunk_at = excluded.last_chunk_at, attempt = max(attempt, excluded.attempt)`
+	// A turn whose holder's lease is live is not idle, however long
+	// since its last chunk (a tool running, a model thinking).
 	qOpenStreams = `SELECT conversation_id, user_request_id, attempt, last_chunk_at FROM turns
 WHERE state = 'running' AND last_chunk_at IS NOT NULL AND last_chunk_at < ?
+  AND (attempt = 0 OR lease_expires_at <= ?)
 ORDER BY last_chunk_at LIMIT ?`
 
 	// Retention of folded chunks: the rows stay (no holes in seq), their

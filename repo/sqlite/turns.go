@@ -361,7 +361,7 @@ func (r *Repo) Streams(ctx context.Context, idleSince time.Time) ([]repo.Stream,
 			return err
 		}
 		defer s.Reset()
-		bind(s, idleSince.UnixNano(), int64(10000))
+		bind(s, idleSince.UnixNano(), r.opts.Now().UnixNano(), int64(10000))
 		for s.Step() {
 			out = append(out, repo.Stream{
 				ConversationID: s.ColumnText(0), UserRequestID: s.ColumnText(1),
