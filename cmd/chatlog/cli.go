@@ -70,8 +70,15 @@ var commands = []*command{
 	finishCommand,
 	compactCommand,
 	replayCommand,
+	messagesCommand,
+	lsCommand,
+	searchCommand,
+	showCommand,
 	exportCommand,
 	importCommand,
+	rebuildCommand,
+	verifyCommand,
+	statsCommand,
 	demoCommand,
 }
 

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/chatlog/chatlog/logfile"
+	"github.com/chatlog/chatlog/projection"
 	"github.com/chatlog/chatlog/repo"
 )
 
@@ -74,7 +75,7 @@ const defaultDemoFile = "testdata/demo.jsonl"
 var demoCommand = &command{
 	name:    "demo",
 	args:    "[--file FILE] [--conversation ID] [--with-deltas]",
-	summary: "ingest the bundled demo log, print the counts, then replay one of its conversations",
+	summary: "ingest the bundled demo log, print the counts, replay one of its conversations, then print what the model sees of it (OpenAI shape)",
 	example: "go run ./cmd/chatlog demo   # from the repository root; running it again adds nothing",
 	setup: func(fs *flag.FlagSet) runFunc {
 		var (
@@ -100,7 +101,11 @@ var demoCommand = &command{
 			if err != nil {
 				return err
 			}
-			return replay(ctx, env.stdout, r, cid, 0, 0, *withDeltas, false)
+			if err := replay(ctx, env.stdout, r, cid, 0, 0, *withDeltas, false); err != nil {
+				return err
+			}
+			// The main job end to end: what the model is sent next.
+			return printMessages(ctx, env, r, cid, formatOpenAI, projection.Options{})
 		}
 	},
 }

@@ -521,9 +521,14 @@ func TestDemo(t *testing.T) {
 	db := tempDB(t)
 	r := run(t, "", "--db", db, "demo", "--file", demoFile)
 	wantCode(t, r, 0)
-	lines := strings.SplitN(r.stdout, "\n", 2)
+	lines, model := demoOutput(t, r.stdout)
 	if st := decodeStats(t, lines[0]); st != (logfile.Stats{Read: 39, Appended: 38, Duplicates: 1}) {
 		t.Errorf("demo stats %+v", st)
+	}
+	// Last, what the model sees: the messages command's output.
+	want := run(t, "", "--db", db, "messages", "--conversation", "demo-weather")
+	if model != want.stdout || !strings.HasPrefix(model, `[{"role":"system",`) {
+		t.Errorf("demo's last line %q, want the messages of demo-weather %q", model, want.stdout)
 	}
 	evs := jsonl(t, lines[1])
 	if len(evs) < 10 {
@@ -540,7 +545,10 @@ func TestDemo(t *testing.T) {
 
 	r = run(t, "", "--db", db, "demo", "--file", demoFile, "--conversation", "demo-code", "--with-deltas")
 	wantCode(t, r, 0)
-	lines = strings.SplitN(r.stdout, "\n", 2)
+	lines, model = demoOutput(t, r.stdout)
+	if !strings.Contains(model, "Go 1.22") {
+		t.Errorf("demo-code's messages: %s", model)
+	}
 	if st := decodeStats(t, lines[0]); st != (logfile.Stats{Read: 39, Duplicates: 39}) {
 		t.Errorf("second demo run added something: %+v", st)
 	}
@@ -563,6 +571,19 @@ func TestDemo(t *testing.T) {
 	r = run(t, "", "--db", db, "demo", "--file", filepath.Join(t.TempDir(), "absent.jsonl"))
 	wantCode(t, r, 1)
 	wantOneLine(t, r.stderr, "absent.jsonl", "--file")
+}
+
+// demoOutput splits demo's output into the counts line, the replayed
+// events, and the last line: the conversation's messages.
+func demoOutput(tb testing.TB, out string) (lines [2]string, model string) {
+	tb.Helper()
+	first, rest, _ := strings.Cut(out, "\n")
+	rest = strings.TrimSuffix(rest, "\n")
+	i := strings.LastIndex(rest, "\n")
+	if i < 0 || !strings.HasSuffix(out, "\n") {
+		tb.Fatalf("demo printed no counts, events and messages:\n%s", out)
+	}
+	return [2]string{first, rest[:i+1]}, rest[i+1:] + "\n"
 }
 
 // TestDemoFile checks the bundled demo log against what the README
