@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -330,16 +331,36 @@ func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *eve
 	return sums, last, nil
 }
 
-// RebuildReadModels implements repo.ReadModels. The log is replayed on a
-// read connection, without holding up appends; the swap then applies the
-// events appended meanwhile and replaces the tables in one write
-// transaction.
+// RebuildReadModels implements repo.ReadModels. The log is folded into
+// summaries on a read connection while the writer, in the transaction
+// that will swap them in, rebuilds the search index: the two take the two
+// halves of the work in parallel. The swap then applies whatever the fold
+// did not see and replaces the conversation table, atomically with the
+// new index. Appends wait for the swap.
 func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64)) error {
-	sums, upTo, err := r.fold(ctx, progress, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: rebuild read models: %w", err)
+	type folded struct {
+		sums map[string]*repo.Summary
+		upTo int64
+		err  error
 	}
-	return r.run(ctx, func(w *writer) error {
+	foldCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan folded, 1)
+	go func() {
+		sums, upTo, err := r.fold(foldCtx, progress, nil)
+		done <- folded{sums, upTo, err}
+	}()
+	consumed := false
+	err := r.run(ctx, func(w *writer) error {
+		if err := w.exec(qSearchRebuild); err != nil {
+			return fmt.Errorf("sqlite: rebuild search index: %w", err)
+		}
+		f := <-done
+		consumed = true
+		if f.err != nil {
+			return fmt.Errorf("sqlite: rebuild read models: %w", f.err)
+		}
+		sums, upTo := f.sums, f.upTo
 		late, err := w.scan(qAfterPos, func(events.Event) bool { return true }, upTo, int64(1<<62))
 		if err != nil {
 			return err
@@ -360,9 +381,6 @@ func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64)) erro
 				return err
 			}
 		}
-		if err := w.exec(qSearchRebuild); err != nil {
-			return fmt.Errorf("sqlite: rebuild search index: %w", err)
-		}
 		w.summaries = nil
 		if upTo < w.txnPos {
 			upTo = w.txnPos // events erased after being applied leave no trace
@@ -372,6 +390,15 @@ func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64)) erro
 		}
 		return w.exec(qProjectionsInit, int64(searchVersion), upTo, "search")
 	})
+	if err != nil && !consumed {
+		// The fold is still running or its result unread: stop it and
+		// wait, so no read outlives the call.
+		cancel()
+		if f := <-done; f.err != nil && !errors.Is(f.err, context.Canceled) {
+			err = errors.Join(err, f.err)
+		}
+	}
+	return err
 }
 
 // VerifyReadModels implements repo.ReadModels.
