@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -172,6 +173,9 @@ func (u *Usage) Add(v *Usage) Usage {
 		s.Reasoning += x.Reasoning
 		s.Cost += x.Cost
 	}
+	// Sums of decimal costs pick up binary noise (0.1 + 0.2); a
+	// millionth of a millionth of a unit is below any price.
+	s.Cost = math.Round(s.Cost*1e12) / 1e12
 	return s
 }
 

@@ -14,6 +14,9 @@ type Stored struct {
 	// Text is the content when it is plain text; TextSet says it is.
 	Text    string
 	TextSet bool
+	// PartsText is the text of multi-part content's text parts, joined
+	// with newlines ("" for plain text): what search indexes.
+	PartsText string
 	// Body is the JSON of the rest of the payload: multi-part content,
 	// tool calls, tool_call_id, provider, model, stop reason, usage and
 	// raw. Nil when all of them are absent.
@@ -51,6 +54,7 @@ func (e *Event) EncodeStored() (Stored, error) {
 			s.Text, s.TextSet = e.Content.Text, true
 		} else {
 			b.Content = e.Content
+			s.PartsText = e.Content.PlainText()
 		}
 	}
 	if b.Content != nil || len(b.ToolCalls) > 0 || b.ToolCallID != "" || b.Provider != "" ||

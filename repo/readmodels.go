@@ -2,6 +2,7 @@ package repo
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/chatlog/chatlog/events"
@@ -71,6 +72,23 @@ type Summary struct {
 	Ended       bool       `json:"ended"`
 	EndedAt     *time.Time `json:"ended_at,omitempty"`
 	EndedReason string     `json:"ended_reason,omitempty"`
+}
+
+// MarshalJSON writes times as events write created_at (UTC, nine
+// fractional digits), so every timestamp chatlog prints has one form.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	type plain Summary
+	out := struct {
+		plain
+		StartedAt    string  `json:"started_at"`
+		LastActiveAt string  `json:"last_active_at"`
+		EndedAt      *string `json:"ended_at,omitempty"`
+	}{plain: plain(s), StartedAt: events.FormatTime(s.StartedAt), LastActiveAt: events.FormatTime(s.LastActiveAt)}
+	if s.EndedAt != nil {
+		t := events.FormatTime(*s.EndedAt)
+		out.EndedAt = &t
+	}
+	return json.Marshal(out)
 }
 
 // ListQuery selects a page of conversations.

@@ -115,21 +115,23 @@ func TestMessages(t *testing.T) {
 	t.Run("Windows", func(t *testing.T) {
 		r := messages("--conversation", "demo-weather", "--max-turns", "1")
 		wantCode(t, r, 0)
-		sameJSON(t, r.stdout, `[{"role":"user","content":"Perfect, thanks!"},{"role":"assistant","content":"Enjoy Oslo, and have a great weekend!"}]`)
+		// The system prompt stays first whatever the window.
+		const prompt = `{"role":"system","content":"You are a concise travel assistant. Use tools for live data."}`
+		sameJSON(t, r.stdout, `[`+prompt+`,{"role":"user","content":"Perfect, thanks!"},{"role":"assistant","content":"Enjoy Oslo, and have a great weekend!"}]`)
 		// Four messages hold the last two turns, not the first one
 		// whose tool call would be split from its result.
 		r = messages("--conversation", "demo-weather", "--max-messages", "4")
 		wantCode(t, r, 0)
 		var msgs []map[string]any
 		decodeDoc(t, r.stdout, &msgs)
-		if len(msgs) != 4 || msgs[0]["content"] != "Then what should I pack?" {
+		if len(msgs) != 5 || msgs[0]["role"] != "system" || msgs[1]["content"] != "Then what should I pack?" {
 			t.Errorf("--max-messages 4: %s", r.stdout)
 		}
 		r = messages("--conversation", "demo-weather", "--max-tokens", "1")
 		wantCode(t, r, 0)
 		decodeDoc(t, r.stdout, &msgs)
-		if len(msgs) != 2 {
-			t.Errorf("--max-tokens 1 keeps the newest turn only: %s", r.stdout)
+		if len(msgs) != 3 || msgs[0]["role"] != "system" {
+			t.Errorf("--max-tokens 1 keeps the prompt and the newest turn only: %s", r.stdout)
 		}
 	})
 

@@ -20,8 +20,8 @@ const (
 	// so SQLite needs no statement journal per insert (it cost a fifth of
 	// the append path); the writer then looks up what clashed.
 	// pos is assigned by the writer (see writer.lastPos).
-	qInsert = `INSERT OR IGNORE INTO events (pos, id, conversation_id, seq, type, schema_version, created_at, role, content, body, extra, fingerprint)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qInsert = `INSERT OR IGNORE INTO events (pos, id, conversation_id, seq, type, schema_version, created_at, role, content, body, extra, fingerprint, parts_text)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
 	// The highest pos ever assigned: log_state keeps it even after the
 	// newest events are erased, so a pos is never reused.
@@ -122,17 +122,15 @@ WHERE (?1 = '' OR user_id = ?1) AND (?2 = '' OR source = ?2)
 ORDER BY last_active_at DESC, conversation_id DESC LIMIT ?6`
 
 	qSearch = `SELECT e.conversation_id, e.seq, e.role, snippet(message_search, 0, '[', ']', '…', 16), e.content
-FROM message_search JOIN events e ON e.pos = message_search.rowid
+FROM message_search JOIN searchable_messages e ON e.pos = message_search.rowid
 LEFT JOIN conversations c ON c.conversation_id = e.conversation_id
 WHERE message_search MATCH ?1 AND (?2 = '' OR e.conversation_id = ?2) AND (?3 = '' OR e.role = ?3)
   AND (?4 = '' OR c.source = ?4) AND (?5 = '' OR c.user_id = ?5)
 ORDER BY rank LIMIT ?6`
-	qNeighbourBefore = `SELECT seq, role, coalesce(content, '') FROM events
-WHERE conversation_id = ? AND seq < ? AND type IN ('user_message', 'assistant_message', 'tool_result')
-ORDER BY seq DESC LIMIT 1`
-	qNeighbourAfter = `SELECT seq, role, coalesce(content, '') FROM events
-WHERE conversation_id = ? AND seq > ? AND type IN ('user_message', 'assistant_message', 'tool_result')
-ORDER BY seq LIMIT 1`
+	qNeighbourBefore = `SELECT seq, role, coalesce(content, '') FROM searchable_messages
+WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1`
+	qNeighbourAfter = `SELECT seq, role, coalesce(content, '') FROM searchable_messages
+WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT 1`
 )
 
 // Context markers: the predicate repeats the partial index's, so the

@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -235,4 +236,32 @@ func openRaw(t *testing.T, path string) *sqlite3.Conn {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestReadModels_SearchParts: the text parts of multi-part messages are
+// searchable and shown as context.
+func TestReadModels_SearchParts(t *testing.T) {
+	ctx := context.Background()
+	r := openFile(t, filepath.Join(t.TempDir(), "rm.db"))
+	img := events.Part{Type: "image_url", Fields: map[string]json.RawMessage{"image_url": json.RawMessage(`{"url":"https://example.com/x.png"}`)}}
+	mustAppend(t, r, events.Event{ConversationID: "c", Type: events.TypeUserMessage,
+		Content: events.NewParts(events.TextPart("what is this giraffe doing"), img, events.TextPart("in the savanna"))})
+	mustAppend(t, r, events.Event{ConversationID: "c", Type: events.TypeAssistantMessage, Content: events.NewText("Eating leaves.")})
+	hits, err := r.Search(ctx, repo.SearchQuery{Query: "savanna giraffe"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hits) != 1 || hits[0].Seq != 1 || !strings.Contains(hits[0].Snippet, "[giraffe]") {
+		t.Fatalf("hits %+v, want the multi-part message with its match marked", hits)
+	}
+	hits, _ = r.Search(ctx, repo.SearchQuery{Query: "leaves"})
+	if len(hits) != 1 || hits[0].Before == nil || !strings.Contains(hits[0].Before.Text, "giraffe") {
+		t.Errorf("hits %+v, want the multi-part message's text as context", hits)
+	}
+	if err := r.RebuildReadModels(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := r.VerifyReadModels(ctx, nil); len(p) != 0 {
+		t.Errorf("verify: %v", p)
+	}
 }

@@ -609,6 +609,11 @@ func (w *writer) insert(p *prepared, seq int64) (pos int64, inserted bool, err e
 	}
 	s.BindRawText(11, p.stored.Extra)
 	s.BindBlob(12, p.fp[:])
+	if p.stored.PartsText != "" {
+		s.BindText(13, p.stored.PartsText)
+	} else {
+		s.BindNull(13)
+	}
 	if err := s.Exec(); err != nil {
 		return 0, false, err
 	}

@@ -19,10 +19,16 @@ CREATE INDEX conversations_user_recent ON conversations (user_id, last_active_at
 CREATE INDEX conversations_source_recent ON conversations (source, last_active_at DESC, conversation_id DESC);
 
 -- Full-text search over message text. The index keeps no copy of the
--- text: its content is this view of the events table, by pos.
+-- text: its content is this view of the events table, by pos. Plain-text
+-- content is the content column; for multi-part content the writer keeps
+-- the text of its text parts in parts_text (NULL for every other event).
+ALTER TABLE events ADD COLUMN parts_text TEXT;
+
 CREATE VIEW searchable_messages AS
-    SELECT pos, content FROM events
-    WHERE type IN ('user_message', 'assistant_message', 'tool_result') AND content IS NOT NULL;
+    SELECT pos, conversation_id, seq, role, coalesce(content, parts_text) AS content
+    FROM events
+    WHERE type IN ('user_message', 'assistant_message', 'tool_result')
+      AND (content IS NOT NULL OR parts_text IS NOT NULL);
 
 CREATE VIRTUAL TABLE message_search USING fts5(
     content, content = 'searchable_messages', content_rowid = 'pos',
