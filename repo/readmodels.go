@@ -22,8 +22,8 @@ type ReadModels interface {
 	// a page at a time.
 	ListConversations(ctx context.Context, q ListQuery) (ListPage, error)
 
-	// Search finds messages (user, assistant and tool text) matching the
-	// words of q.Query. Any input is safe: a query the full-text engine
+	// Search finds messages (user, assistant and tool text) holding every
+	// word of q.Query, newest first. Any input is safe: a query the full-text engine
 	// would refuse is answered as plain words, or empty, never an error.
 	Search(ctx context.Context, q SearchQuery) ([]SearchHit, error)
 
