@@ -183,6 +183,41 @@ func TestRead_EqualsBuild(t *testing.T) {
 			}
 		}
 	}
+	// The read models kept incrementally while the random logs went in
+	// equal those rebuilt from the log.
+	problems, err := r.VerifyReadModels(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("incremental read models differ from rebuilt ones: %s", p)
+	}
+	for l := range logs {
+		conv := fmt.Sprintf("conv%d", l)
+		s, err := r.Summary(ctx, conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := repo.Summary{}
+		for e, err := range r.Events(ctx, conv, repo.Range{}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			projection.Summarize(&want, &e)
+		}
+		if a, b := mustJSON(t, s), mustJSON(t, want); a != b {
+			t.Errorf("%s: live summary %s, folded from its events %s", conv, a, b)
+		}
+	}
+}
+
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // BenchmarkBuild10k projects a 10,000-event conversation to the OpenAI
