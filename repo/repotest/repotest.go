@@ -90,6 +90,12 @@ var cases = []testCase{
 	{"Close", closeCases},
 	{"Context", contextCases},
 	{"Concurrency", concurrencyCases},
+	{"BeginTurn", beginCases},
+	{"Chunks", chunkCases},
+	{"Heartbeat", heartbeatCases},
+	{"Finish", finishCases},
+	{"FailTurn", failCases},
+	{"Streams", streamCases},
 }
 
 type suite struct {
