@@ -19,7 +19,10 @@
 // content it has and stop reason "interrupted", folding the chunks before
 // the first gap. Every tool call in it gets a tool_result event marked
 // interrupted, so the log says what happened and every later projection is
-// still a request the providers accept.
+// still a request the providers accept. What cannot make a valid call (a
+// call whose name never arrived, a fragment with no call to continue) is
+// kept in the message's extra (incomplete_tool_calls, dropped_fragments),
+// so a sweep always succeeds.
 package compact
 
 import (
@@ -99,6 +102,7 @@ func Fold(chunks []events.Event, opts Options) ([]events.Event, error) {
 	}
 	var text strings.Builder
 	var calls []events.ToolCall
+	dropped := 0 // fragments an interrupted stream could not place
 	for _, c := range ordered {
 		text.WriteString(c.Text())
 		if opts.Model == "" && c.Model != "" {
@@ -117,6 +121,9 @@ func Fold(chunks []events.Event, opts Options) ([]events.Event, error) {
 				}
 			} else if len(calls) > 0 {
 				i = len(calls) - 1
+			} else if opts.Interrupted {
+				dropped++ // a piece of a call whose start never arrived
+				continue
 			} else {
 				return nil, fmt.Errorf("%w: chunk %d continues a tool call that was never started", ErrToolCall, c.Seq)
 			}
@@ -128,6 +135,26 @@ func Fold(chunks []events.Event, opts Options) ([]events.Event, error) {
 	}
 	var out []events.Event
 	var partial map[string]any
+	var incomplete []any
+	if opts.Interrupted {
+		// A call cut off before its name arrived cannot be sent to a
+		// model: keep it where a reader can see it, out of tool_calls.
+		kept := calls[:0]
+		for _, tc := range calls {
+			if tc.Name == "" {
+				incomplete = append(incomplete, map[string]any{"id": tc.ID, "arguments": tc.Arguments})
+				continue
+			}
+			kept = append(kept, tc)
+		}
+		calls = kept
+	} else {
+		for _, tc := range calls {
+			if tc.Name == "" {
+				return nil, fmt.Errorf("%w: call %q has no name", ErrToolCall, tc.ID)
+			}
+		}
+	}
 	for i, tc := range calls {
 		if tc.Arguments == "" || json.Valid([]byte(tc.Arguments)) {
 			continue
@@ -152,6 +179,12 @@ func Fold(chunks []events.Event, opts Options) ([]events.Event, error) {
 	msg.Extra = map[string]any{"chunks": len(ordered)}
 	if partial != nil {
 		msg.Extra["partial_arguments"] = partial
+	}
+	if incomplete != nil {
+		msg.Extra["incomplete_tool_calls"] = incomplete
+	}
+	if dropped > 0 {
+		msg.Extra["dropped_fragments"] = dropped
 	}
 	if opts.Interrupted {
 		msg.Extra["interrupted"] = true

@@ -402,3 +402,44 @@ func FuzzFold(f *testing.F) {
 		}
 	})
 }
+
+// TestFold_InterruptedMalformed: an interrupted stream whose tool-call
+// fragments cannot make a valid call still folds (a sweep must never fail
+// forever), keeping what it could not place in extra; uninterrupted, the
+// same chunks are an error.
+func TestFold_InterruptedMalformed(t *testing.T) {
+	textCall := func(index int, seq int64, text string, frag events.ToolCall) events.Event {
+		ev := callChunk(index, seq, frag)
+		ev.Content = events.NewText(text)
+		return ev
+	}
+	chunks := []events.Event{
+		callChunk(0, 1, events.ToolCall{Arguments: `{"orphan":`}),
+		textCall(1, 2, "text ", events.ToolCall{ID: "call_noname", Arguments: `{"a":1}`}),
+		textCall(2, 3, "more", events.ToolCall{ID: "call_ok", Name: "f", Arguments: `{}`}),
+	}
+	if _, err := compact.Fold(chunks, compact.Options{}); !errors.Is(err, compact.ErrToolCall) {
+		t.Errorf("uninterrupted fold: %v, want ErrToolCall", err)
+	}
+	evs, err := compact.Fold(chunks, compact.Options{Interrupted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := evs[0]
+	msg.ConversationID = "c" // the store sets it
+	if err := msg.Validate(); err != nil {
+		t.Fatalf("the interrupted message does not validate: %v", err)
+	}
+	if msg.Text() != "text more" || len(msg.ToolCalls) != 1 || msg.ToolCalls[0].ID != "call_ok" {
+		t.Errorf("message %q with calls %+v, want the text and only call_ok", msg.Text(), msg.ToolCalls)
+	}
+	if n, _ := msg.ExtraInt("dropped_fragments"); n != 1 {
+		t.Errorf("dropped_fragments = %d, want 1", n)
+	}
+	if inc, ok := msg.Extra["incomplete_tool_calls"].([]any); !ok || len(inc) != 1 {
+		t.Errorf("incomplete_tool_calls = %v, want the nameless call", msg.Extra["incomplete_tool_calls"])
+	}
+	if len(evs) != 2 || evs[1].ToolCallID != "call_ok" {
+		t.Errorf("want one interrupted result, for call_ok: %+v", evs[1:])
+	}
+}

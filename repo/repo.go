@@ -76,9 +76,11 @@ type Repo interface {
 	Close() error
 
 	// Turns coordinates exactly-once model runs (see Turns). Every
-	// assistant_delta appended through any method is checked against its
-	// turn: one naming an attempt that does not hold the turn fails with
-	// ErrStaleAttempt.
+	// assistant_delta appended through Append and AppendBatch is checked
+	// against its turn: one naming an attempt that does not hold the
+	// turn, or one for a stream already finished, fails with
+	// ErrStaleAttempt. AppendEach, the bulk path for loading logs, records
+	// chunks as history without the check.
 	Turns
 
 	// ReadModels are the conversation list and search, kept in step with

@@ -455,6 +455,10 @@ func testChunkWithoutTurn(t *testing.T, s *suite) {
 	}
 	e.wantStaleChunk("chunk naming an attempt of no turn", compact.Chunk("c", "u1", 1, 3, "d"), 0, "")
 	e.wantHead("c", 4)
+	// Once finished, the stream takes no more chunks: they would come
+	// after the reply and never be folded.
+	e.finish("plain finish", "c", "u1", 0, repo.Appended)
+	e.wantStaleChunk("late chunk on a finished plain stream", compact.Chunk("c", "u1", 0, 3, "late"), 0, "completed")
 }
 
 // testChunkBatch: AppendBatch goes through the same guard: a stale chunk
@@ -512,6 +516,14 @@ func testChunkEach(t *testing.T, s *suite) {
 	e.wantHead("c", before+int64(len(sent)))
 	e.wantBegin("begin after the load", "c", "u1", "hello", longLease, repo.TurnInFlight, 2)
 	e.wantStaleChunk("attempt 1 through Append after the load", compact.Chunk("c", "u1", 1, 2, "late"), 2, "")
+	// History never takes a live turn away: a loaded chunk of a later
+	// attempt is stored, and attempt 2 still holds the turn.
+	if it := e.r.AppendEach(e.ctx, []events.Event{compact.Chunk("c", "u1", 5, 0, "from a log")}, repo.AppendOptions{})[0]; it.Err != nil {
+		t.Fatalf("loading a later attempt's chunk: %v", it.Err)
+	}
+	if _, err := e.r.Heartbeat(e.ctx, "c", "u1", 2); err != nil {
+		t.Errorf("the holder's heartbeat after a later attempt's chunk was loaded: %v", err)
+	}
 	msg := e.finish("holder's finish", "c", "u1", 2, repo.Appended)
 	wantReply(t, "holder's finish", msg, "c", "u1", "new reply")
 }

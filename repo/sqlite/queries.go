@@ -63,11 +63,14 @@ WHERE conversation_id = ? AND user_request_id = ?`
 	// A chunk: track the stream (creating the row of a stream begun
 	// without a turn).
 	// A chunk loaded from a log raises the turn's attempt to its own (a
-	// live chunk always has the holder's).
+	// live chunk always has the holder's), unless a holder's lease is
+	// live: history never takes a running turn away.
 	qTurnChunk = `INSERT INTO turns (conversation_id, user_request_id, attempt, state, chunks, last_chunk_at)
-VALUES (?, ?, ?, 'running', 1, ?)
+VALUES (?1, ?2, ?3, 'running', 1, ?4)
 ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
-    chunks = chunks + 1, last_chunk_at = excluded.last_chunk_at, attempt = max(attempt, excluded.attempt)`
+    chunks = chunks + 1, last_chunk_at = excluded.last_chunk_at,
+    attempt = CASE WHEN state = 'running' AND attempt > 0 AND lease_expires_at > ?5 THEN attempt
+                   ELSE max(attempt, excluded.attempt) END`
 	// A turn whose holder's lease is live is not idle, however long
 	// since its last chunk (a tool running, a model thinking).
 	qOpenStreams = `SELECT conversation_id, user_request_id, attempt, last_chunk_at FROM turns

@@ -87,4 +87,3 @@ func BenchmarkSearch(b *testing.B) {
 		}
 	}
 }
-

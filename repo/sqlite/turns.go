@@ -77,7 +77,9 @@ func (w *writer) checkChunk(p *prepared) error {
 	if found {
 		holder = t.attempt
 	}
-	if int(attempt) != holder || (found && holder > 0 && t.state != turnRunning) {
+	// A finished stream takes no more chunks, begun as a turn or not:
+	// they would come after the reply and never be folded.
+	if int(attempt) != holder || (found && t.state != turnRunning) {
 		return &repo.StaleAttemptError{ConversationID: p.ev.ConversationID, UserRequestID: urid, Attempt: int(attempt), Holder: holder, Closed: closed(t)}
 	}
 	return nil
@@ -90,7 +92,7 @@ func (w *writer) trackTurn(e *events.Event) error {
 	case e.Type == events.TypeAssistantDelta:
 		urid, _ := e.ExtraString("user_request_id")
 		attempt, _ := e.ExtraInt("attempt")
-		return w.exec(qTurnChunk, e.ConversationID, urid, attempt, e.CreatedAt.UnixNano())
+		return w.exec(qTurnChunk, e.ConversationID, urid, attempt, e.CreatedAt.UnixNano(), w.repo.opts.Now().UnixNano())
 	case e.Type == events.TypeAssistantMessage && strings.HasPrefix(e.RequestID, "assistant:"):
 		return w.exec(qTurnComplete, e.ConversationID, strings.TrimPrefix(e.RequestID, "assistant:"))
 	}
