@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // Stored is an event's body in the form storage backends keep it, beside
@@ -139,17 +141,24 @@ func decodeStoredExtra(b []byte) (string, map[string]any, error) {
 				return rid, nil, nil
 			}
 			if len(tail) > 1 && tail[0] == ',' {
-				m, err := decodeObject(append([]byte{'{'}, tail[1:]...))
-				if err != nil {
-					return "", nil, err
+				rest := append([]byte{'{'}, tail[1:]...)
+				m, ok := parseFlatObject(rest)
+				if !ok {
+					var err error
+					if m, err = decodeObject(rest); err != nil {
+						return "", nil, err
+					}
 				}
 				return rid, m, nil
 			}
 		}
 	}
-	m, err := decodeObject(b)
-	if err != nil {
-		return "", nil, err
+	m, ok := parseFlatObject(b)
+	if !ok {
+		var err error
+		if m, err = decodeObject(b); err != nil {
+			return "", nil, err
+		}
 	}
 	var rid string
 	if v, ok := m["request_id"]; ok {
@@ -160,4 +169,83 @@ func decodeStoredExtra(b []byte) (string, map[string]any, error) {
 		m = nil
 	}
 	return rid, m, nil
+}
+
+// parseFlatObject reads the common shape of stored extra without a JSON
+// decoder: one object whose values are strings without escapes, numbers,
+// booleans or null (a chunk's user_request_id, attempt and index). It
+// reports false for anything else, which the caller then decodes fully;
+// what it returns equals what decodeObject would.
+func parseFlatObject(b []byte) (map[string]any, bool) {
+	if len(b) < 2 || b[0] != '{' || b[len(b)-1] != '}' {
+		return nil, false
+	}
+	m := make(map[string]any, 4)
+	i, n := 1, len(b)-1
+	str := func() (string, bool) {
+		if i >= n || b[i] != '"' {
+			return "", false
+		}
+		j := i + 1
+		for j < n && b[j] != '"' {
+			if b[j] == '\\' || b[j] < 0x20 {
+				return "", false
+			}
+			j++
+		}
+		if j >= n || !utf8.Valid(b[i+1:j]) {
+			return "", false
+		}
+		s := string(b[i+1 : j])
+		i = j + 1
+		return s, true
+	}
+	for i < n {
+		k, ok := str()
+		if !ok || i >= n || b[i] != ':' {
+			return nil, false
+		}
+		if _, dup := m[k]; dup {
+			return nil, false // the decoder keeps the last; leave it to it
+		}
+		i++
+		if i >= n {
+			return nil, false
+		}
+		switch c := b[i]; {
+		case c == '"':
+			v, ok := str()
+			if !ok {
+				return nil, false
+			}
+			m[k] = v
+		case c == '-' || (c >= '0' && c <= '9'):
+			j := i
+			for j < n && strings.IndexByte("+-.0123456789eE", b[j]) >= 0 {
+				j++
+			}
+			num := json.Number(b[i:j])
+			if !json.Valid([]byte(num)) {
+				return nil, false
+			}
+			m[k] = num
+			i = j
+		case bytes.HasPrefix(b[i:n], []byte("true")):
+			m[k], i = true, i+4
+		case bytes.HasPrefix(b[i:n], []byte("false")):
+			m[k], i = false, i+5
+		case bytes.HasPrefix(b[i:n], []byte("null")):
+			m[k], i = nil, i+4
+		default:
+			return nil, false // nested, or spaced: decode fully
+		}
+		switch {
+		case i == n:
+		case b[i] == ',' && i+1 < n:
+			i++
+		default:
+			return nil, false
+		}
+	}
+	return m, true
 }

@@ -19,7 +19,14 @@ const PreviewRunes = 60
 // Summarize folds one event (the next of its conversation, in seq order)
 // into the conversation's read model. Rebuilding a summary is folding every
 // event of the conversation into a zero Summary.
+//
+// Streamed chunks (assistant_delta) do not change a summary: the final
+// message that folds them does, so a reply streaming costs the read model
+// nothing until it is finished.
 func Summarize(s *repo.Summary, e *events.Event) {
+	if e.Type == events.TypeAssistantDelta {
+		return
+	}
 	if s.ConversationID == "" {
 		s.ConversationID = e.ConversationID
 	}

@@ -48,7 +48,8 @@ type Summary struct {
 	// ellipsis.
 	Preview string `json:"preview,omitempty"`
 	// Messages counts LLM-visible messages (user, assistant, tool),
-	// ToolCalls the assistant tool calls, Events every event.
+	// ToolCalls the assistant tool calls, Events every event but streamed
+	// chunks (their final message stands for them).
 	Messages  int64 `json:"messages"`
 	ToolCalls int64 `json:"tool_calls"`
 	Events    int64 `json:"events"`
@@ -57,7 +58,7 @@ type Summary struct {
 	// StartedAt is the earliest event's time; LastActiveAt the latest's.
 	StartedAt    time.Time `json:"started_at"`
 	LastActiveAt time.Time `json:"last_active_at"`
-	// LastSeq is the seq of the last event applied.
+	// LastSeq is the seq of the last event applied (chunks aside).
 	LastSeq int64 `json:"last_seq"`
 	// Source, User, Model and Project come from conversation_started;
 	// Model then follows the assistant's latest.

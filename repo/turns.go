@@ -144,9 +144,16 @@ type Stream struct {
 	// Attempt is the attempt holding the turn, 0 when it was never begun
 	// as a turn.
 	Attempt int
-	// LastChunkAt is when the newest chunk was written.
+	// LastChunkAt is when the newest chunk was written, to within
+	// StreamTimeResolution (earlier, never later): stores may record a
+	// stream's time at most that often.
 	LastChunkAt time.Time
 }
+
+// StreamTimeResolution bounds how far Stream.LastChunkAt may trail the
+// newest chunk. Sweeps wait minutes; recording every chunk's time would
+// cost a write per chunk.
+const StreamTimeResolution = time.Second
 
 // ErrStaleAttempt is returned when a chunk, heartbeat or finish names an
 // attempt that does not hold its turn: another attempt took over, or the

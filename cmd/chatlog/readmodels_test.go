@@ -403,11 +403,12 @@ func TestShow(t *testing.T) {
 		Ended        bool   `json:"ended"`
 	}
 	decodeDoc(t, r.stdout, &s)
-	// From testdata/demo.jsonl: 18 lines, 3 user, 4 assistant and 1 tool
-	// message, one tool call, the latest title, usage summed.
+	// From testdata/demo.jsonl: 18 lines of which 7 streamed chunks (not
+	// counted), 3 user, 4 assistant and 1 tool message, one tool call, the
+	// latest title, usage summed.
 	if s.ConversationID != "demo-weather" || s.Title != "Weekend in Oslo: weather and packing" ||
 		s.Preview != "What's the weather in Oslo this weekend?" ||
-		s.Messages != 8 || s.ToolCalls != 1 || s.Events != 18 || s.LastSeq != 18 ||
+		s.Messages != 8 || s.ToolCalls != 1 || s.Events != 11 || s.LastSeq != 18 ||
 		s.Usage.Input != 112+168+215+251 || s.Usage.Output != 24+31+27+9 ||
 		s.Source != "web" || s.User != "alice" || s.Model != "gpt-4o-mini" || s.Ended ||
 		!strings.HasPrefix(s.StartedAt, "2026-03-02T09:15:02") || !strings.HasPrefix(s.LastActiveAt, "2026-03-02T09:16:41.2") {

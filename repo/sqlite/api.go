@@ -29,8 +29,11 @@ func (r *Repo) Append(ctx context.Context, e events.Event, opts repo.AppendOptio
 	// A retry is answered from a read connection without queueing behind
 	// the writer: duplicates stay cheap under any write load. A miss (or
 	// a race with the first write) is settled inside the write
-	// transaction.
-	if p.ev.RequestID != "" {
+	// transaction. Streamed chunks skip the check: they come fast and are
+	// rarely re-sent, and under writes a reader's cache is cold, so the
+	// check would cost each chunk more than the writer settling the few
+	// re-sent ones.
+	if p.ev.RequestID != "" && p.ev.Type != events.TypeAssistantDelta {
 		var (
 			stored events.Event
 			found  bool

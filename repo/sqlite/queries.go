@@ -46,13 +46,13 @@ WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?`
 
 // Turns.
 const (
-	qTurnGet = `SELECT attempt, owner, lease_ns, lease_expires_at, state, chunks, last_error
+	qTurnGet = `SELECT attempt, owner, lease_ns, lease_expires_at, state, last_error
 FROM turns WHERE conversation_id = ? AND user_request_id = ?`
-	qTurnPut = `INSERT INTO turns (conversation_id, user_request_id, attempt, owner, lease_ns, lease_expires_at, state, chunks, last_chunk_at, last_error)
-VALUES (?, ?, ?, ?, ?, ?, 'running', 0, NULL, ?)
+	qTurnPut = `INSERT INTO turns (conversation_id, user_request_id, attempt, owner, lease_ns, lease_expires_at, state, last_chunk_at, last_error)
+VALUES (?, ?, ?, ?, ?, ?, 'running', NULL, ?)
 ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
     attempt = excluded.attempt, owner = excluded.owner, lease_ns = excluded.lease_ns,
-    lease_expires_at = excluded.lease_expires_at, state = 'running', chunks = 0, last_chunk_at = NULL`
+    lease_expires_at = excluded.lease_expires_at, state = 'running', last_chunk_at = NULL`
 	qTurnHeartbeat = `UPDATE turns SET lease_expires_at = ? + lease_ns
 WHERE conversation_id = ? AND user_request_id = ? AND attempt = ? AND state = 'running'
 RETURNING lease_expires_at`
@@ -62,17 +62,22 @@ WHERE conversation_id = ? AND user_request_id = ?`
 WHERE conversation_id = ? AND user_request_id = ?`
 	// A chunk: track the stream (creating the row of a stream begun
 	// without a turn).
-	// A chunk loaded from a log raises the turn's attempt to its own (a
-	// live chunk always has the holder's), unless a holder's lease is
-	// live: history never takes a running turn away.
-	qTurnChunk = `INSERT INTO turns (conversation_id, user_request_id, attempt, state, chunks, last_chunk_at)
-VALUES (?1, ?2, ?3, 'running', 1, ?4)
+	// A stream got chunks: create its row (a stream begun without a turn)
+	// or move last_chunk_at on, at most once a second
+	// (repo.StreamTimeResolution): sweeps wait
+	// minutes, and rewriting the row (and its open-streams index entry)
+	// at every commit cost more than the chunks. A chunk loaded from a
+	// log raises the turn's attempt to its own (a live chunk always has
+	// the holder's), unless a holder's lease is live: history never
+	// takes a running turn away.
+	qTurnChunk = `INSERT INTO turns (conversation_id, user_request_id, attempt, state, last_chunk_at)
+VALUES (?1, ?2, ?3, 'running', ?4)
 ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
-    chunks = chunks + 1, last_chunk_at = excluded.last_chunk_at,
+    last_chunk_at = max(coalesce(last_chunk_at, 0), excluded.last_chunk_at),
     attempt = CASE WHEN state = 'running' AND attempt > 0 AND lease_expires_at > ?5 THEN attempt
-                   ELSE max(attempt, excluded.attempt) END`
-	// A turn whose holder's lease is live is not idle, however long
-	// since its last chunk (a tool running, a model thinking).
+                   ELSE max(attempt, excluded.attempt) END
+WHERE last_chunk_at IS NULL OR last_chunk_at <= excluded.last_chunk_at - 1000000000
+   OR attempt < excluded.attempt`
 	qOpenStreams = `SELECT conversation_id, user_request_id, attempt, last_chunk_at FROM turns
 WHERE state = 'running' AND last_chunk_at IS NOT NULL AND last_chunk_at < ?
   AND (attempt = 0 OR lease_expires_at <= ?)

@@ -27,6 +27,9 @@ func (w *writer) applyReadModels(evs []events.Event) error {
 	dirty := map[string]*repo.Summary{}
 	for i := range evs {
 		e := &evs[i]
+		if e.Type == events.TypeAssistantDelta {
+			continue // chunks leave summaries alone (projection.Summarize)
+		}
 		s, err := w.summary(e.ConversationID)
 		if err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,7 +22,6 @@ type turn struct {
 	leaseNS      int64
 	leaseExpires int64 // Unix ns
 	state        string
-	chunks       int64
 	lastError    string
 }
 
@@ -60,8 +60,7 @@ func (w *writer) getTurn(conv, urid string) (turn, bool, error) {
 	}
 	return turn{
 		attempt: s.ColumnInt(0), owner: s.ColumnText(1), leaseNS: s.ColumnInt64(2),
-		leaseExpires: s.ColumnInt64(3), state: s.ColumnText(4), chunks: s.ColumnInt64(5),
-		lastError: s.ColumnText(6),
+		leaseExpires: s.ColumnInt64(3), state: s.ColumnText(4), lastError: s.ColumnText(5),
 	}, true, nil
 }
 
@@ -86,15 +85,49 @@ func (w *writer) checkChunk(p *prepared) error {
 }
 
 // trackTurn keeps the turns table in step with an event just inserted: a
-// chunk moves its stream on, a final message completes its turn.
+// final message completes its turn at once (later writes in the same
+// transaction must see it). Chunks move their stream on at commit
+// (trackChunks), once per stream.
 func (w *writer) trackTurn(e *events.Event) error {
-	switch {
-	case e.Type == events.TypeAssistantDelta:
+	if e.Type == events.TypeAssistantMessage && strings.HasPrefix(e.RequestID, "assistant:") {
+		return w.exec(qTurnComplete, e.ConversationID, strings.TrimPrefix(e.RequestID, "assistant:"))
+	}
+	return nil
+}
+
+// trackChunks records, before commit, the chunks the transaction wrote:
+// one row update per stream, however many chunks it got.
+func (w *writer) trackChunks(evs []events.Event) error {
+	type key struct{ conv, urid string }
+	type stream struct {
+		lastAt  int64
+		attempt int64
+	}
+	var order []key
+	streams := map[key]*stream{}
+	for i := range evs {
+		e := &evs[i]
+		if e.Type != events.TypeAssistantDelta {
+			continue
+		}
 		urid, _ := e.ExtraString("user_request_id")
 		attempt, _ := e.ExtraInt("attempt")
-		return w.exec(qTurnChunk, e.ConversationID, urid, attempt, e.CreatedAt.UnixNano(), w.repo.opts.Now().UnixNano())
-	case e.Type == events.TypeAssistantMessage && strings.HasPrefix(e.RequestID, "assistant:"):
-		return w.exec(qTurnComplete, e.ConversationID, strings.TrimPrefix(e.RequestID, "assistant:"))
+		k := key{e.ConversationID, urid}
+		s := streams[k]
+		if s == nil {
+			s = &stream{}
+			streams[k] = s
+			order = append(order, k)
+		}
+		s.lastAt = max(s.lastAt, e.CreatedAt.UnixNano())
+		s.attempt = max(s.attempt, attempt)
+	}
+	now := w.repo.opts.Now().UnixNano()
+	for _, k := range order {
+		s := streams[k]
+		if err := w.exec(qTurnChunk, k.conv, k.urid, s.attempt, s.lastAt, now); err != nil {
+			return fmt.Errorf("sqlite: track stream: %w", err)
+		}
 	}
 	return nil
 }
@@ -313,6 +346,9 @@ func (r *Repo) Finish(ctx context.Context, conversationID, userRequestID string,
 // chunks reads the chunks of a user request's attempt in seq order.
 func (w *writer) chunks(conv, urid string, attempt int) ([]events.Event, error) {
 	prefix := "delta:" + urid + ":"
+	if attempt > 0 {
+		prefix += strconv.Itoa(attempt) + ":" // only this attempt's keys
+	}
 	// The key range [prefix, prefix with ':' raised to ';') holds every
 	// key that starts with prefix.
 	upper := prefix[:len(prefix)-1] + ";"

@@ -222,6 +222,9 @@ func (w *writer) commit(batch []*request) {
 	}
 	err = w.broken
 	if err == nil && len(w.txnEvents) > 0 {
+		err = w.trackChunks(w.txnEvents)
+	}
+	if err == nil && len(w.txnEvents) > 0 {
 		err = w.applyReadModels(w.txnEvents)
 	}
 	if err == nil {

@@ -11,7 +11,7 @@ CREATE TABLE turns (
     lease_ns         INTEGER NOT NULL DEFAULT 0,
     lease_expires_at INTEGER NOT NULL DEFAULT 0,
     state            TEXT    NOT NULL CHECK (state IN ('running', 'failed', 'completed')),
-    chunks           INTEGER NOT NULL DEFAULT 0,
+    -- When the stream last got a chunk, to the second: what sweeps read.
     last_chunk_at    INTEGER,
     last_error       TEXT    NOT NULL DEFAULT '',
     PRIMARY KEY (conversation_id, user_request_id)
