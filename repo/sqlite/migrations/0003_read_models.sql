@@ -16,7 +16,6 @@ CREATE TABLE conversations (
 
 CREATE INDEX conversations_recent ON conversations (last_active_at DESC, conversation_id DESC);
 CREATE INDEX conversations_user_recent ON conversations (user_id, last_active_at DESC, conversation_id DESC);
-CREATE INDEX conversations_source_recent ON conversations (source, last_active_at DESC, conversation_id DESC);
 
 -- Full-text search over message text. The index keeps no copy of the
 -- text: its content is this view of the events table, by pos. Plain-text
@@ -34,6 +33,10 @@ CREATE VIRTUAL TABLE message_search USING fts5(
     content, content = 'searchable_messages', content_rowid = 'pos',
     tokenize = 'unicode61 remove_diacritics 2', detail = none, columnsize = 0
 );
+
+-- Each commit adds a small segment; merging them in larger groups costs
+-- appends less (queries read a few more segments).
+INSERT INTO message_search (message_search, rank) VALUES ('automerge', 16);
 
 CREATE TABLE projections (
     name    TEXT    PRIMARY KEY,
