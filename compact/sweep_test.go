@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatlog/chatlog/compact"
+	"github.com/chatlog/chatlog/projection"
 	"github.com/chatlog/chatlog/events"
 	"github.com/chatlog/chatlog/repo"
 	"github.com/chatlog/chatlog/repo/sqlite"
@@ -224,6 +225,34 @@ func TestSweep(t *testing.T) {
 	}
 	if got := count(t, r); got != n {
 		t.Errorf("second Sweep wrote %d events", got-n)
+	}
+
+	// What the model sees of the swept conversations is a request both
+	// providers accept: the interrupted tool call is answered.
+	for _, conv := range []string{"c", "d"} {
+		c, err := projection.Read(ctx, r, conv, projection.Options{Unanswered: projection.PolicyDropUnanswered})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := projection.CheckOpenAI(c.OpenAI()); err != nil {
+			t.Errorf("conversation %s after the sweep: OpenAI request invalid: %v", conv, err)
+		}
+		if err := projection.CheckAnthropic(c.Anthropic()); err != nil {
+			t.Errorf("conversation %s after the sweep: Anthropic request invalid: %v", conv, err)
+		}
+		if conv == "c" {
+			// The log itself answers call_1 (no synthetic result needed,
+			// even under the drop policy): the call stays, answered.
+			found := false
+			for _, m := range c.Messages {
+				if m.ToolCallID == "call_1" && !m.Synthetic {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("conversation c after the sweep: call_1 has no recorded interrupted result in the projection")
+			}
+		}
 	}
 }
 
