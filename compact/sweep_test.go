@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/chatlog/chatlog/compact"
-	"github.com/chatlog/chatlog/projection"
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/projection"
 	"github.com/chatlog/chatlog/repo"
 	"github.com/chatlog/chatlog/repo/sqlite"
 )

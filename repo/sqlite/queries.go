@@ -2,6 +2,11 @@ package sqlite
 
 // The SQL of the backend, in one place. Placeholders only: no identifier
 // or value is ever spliced into a statement.
+//
+// Bound limits are written LIMIT ?+0: this SQLite plans with a bound
+// LIMIT's value, so rebinding it expires the statement and every run
+// re-prepared it (a third of a read's CPU); an expression hides the value
+// from the planner.
 
 const eventColumns = `pos, id, conversation_id, seq, type, schema_version, created_at, role, content, body, extra`
 
@@ -36,10 +41,10 @@ WHERE conversation_id = ? AND request_id = ?`
 	qByID = `SELECT ` + eventColumns + `, fingerprint FROM events WHERE id = ?`
 
 	qRange = `SELECT ` + eventColumns + ` FROM events
-WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?`
+WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?+0`
 	qLast = `SELECT ` + eventColumns + ` FROM events
-WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?`
-	qAfterPos = `SELECT ` + eventColumns + ` FROM events WHERE pos > ? ORDER BY pos LIMIT ?`
+WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?+0`
+	qAfterPos = `SELECT ` + eventColumns + ` FROM events WHERE pos > ? ORDER BY pos LIMIT ?+0`
 
 	qIntegrityCheck = `PRAGMA integrity_check`
 )
@@ -81,7 +86,7 @@ WHERE last_chunk_at IS NULL OR last_chunk_at <= excluded.last_chunk_at - 1000000
 	qOpenStreams = `SELECT conversation_id, user_request_id, attempt, last_chunk_at FROM turns
 WHERE state = 'running' AND last_chunk_at IS NOT NULL AND last_chunk_at < ?
   AND (attempt = 0 OR lease_expires_at <= ?)
-ORDER BY last_chunk_at LIMIT ?`
+ORDER BY last_chunk_at LIMIT ?+0`
 
 	// Retention of folded chunks: the rows stay (no holes in seq), their
 	// content goes. Only chunks of completed turns.
@@ -127,7 +132,7 @@ SELECT pos, content FROM searchable_messages WHERE pos BETWEEN ? AND ?`
 	qList = `SELECT summary, last_active_at, conversation_id FROM conversations
 WHERE (?1 = '' OR user_id = ?1) AND (?2 = '' OR source = ?2)
   AND (?3 = 0 OR last_active_at < ?4 OR (last_active_at = ?4 AND conversation_id < ?5))
-ORDER BY last_active_at DESC, conversation_id DESC LIMIT ?6`
+ORDER BY last_active_at DESC, conversation_id DESC LIMIT ?6+0`
 
 	// Newest first: FTS5 walks matches in rowid (pos) order and stops at
 	// the limit, where ORDER BY rank scores every match first (130 ms vs
@@ -137,7 +142,7 @@ FROM message_search JOIN searchable_messages e ON e.pos = message_search.rowid
 LEFT JOIN conversations c ON c.conversation_id = e.conversation_id
 WHERE message_search MATCH ?1 AND (?2 = '' OR e.conversation_id = ?2) AND (?3 = '' OR e.role = ?3)
   AND (?4 = '' OR c.source = ?4) AND (?5 = '' OR c.user_id = ?5)
-ORDER BY message_search.rowid DESC LIMIT ?6`
+ORDER BY message_search.rowid DESC LIMIT ?6+0`
 	qNeighbourBefore = `SELECT seq, role, coalesce(content, '') FROM searchable_messages
 WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1`
 	qNeighbourAfter = `SELECT seq, role, coalesce(content, '') FROM searchable_messages
