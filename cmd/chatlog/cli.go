@@ -79,6 +79,7 @@ var commands = []*command{
 	rebuildCommand,
 	verifyCommand,
 	statsCommand,
+	serveCommand,
 	demoCommand,
 }
 
