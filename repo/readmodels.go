@@ -28,15 +28,27 @@ type ReadModels interface {
 	Search(ctx context.Context, q SearchQuery) ([]SearchHit, error)
 
 	// RebuildReadModels replays the whole log into fresh read models and
-	// swaps them in atomically. progress, when set, is called with the
-	// number of events replayed so far.
-	RebuildReadModels(ctx context.Context, progress func(events int64)) error
+	// swaps them in atomically: the ones named, or all when none is.
+	// progress, when set, is called with the number of events replayed
+	// into the conversation list so far.
+	RebuildReadModels(ctx context.Context, progress func(events int64), only ...ReadModel) error
 
 	// VerifyReadModels checks the log's invariants and that read models
 	// rebuilt from the log equal the live ones. It returns every
 	// difference found (none: nil).
 	VerifyReadModels(ctx context.Context, progress func(events int64)) ([]string, error)
 }
+
+// ReadModel names a read model.
+type ReadModel string
+
+// The read models.
+const (
+	// ReadModelConversations is the conversation list (Summary).
+	ReadModelConversations ReadModel = "conversations"
+	// ReadModelSearch is the full-text search index.
+	ReadModelSearch ReadModel = "search"
+)
 
 // Summary is the read model of one conversation (projection.Summarize
 // computes it).

@@ -134,8 +134,6 @@ var searchCommand = &command{
 	},
 }
 
-// The read models RebuildReadModels rebuilds, together.
-var readModelNames = []string{"conversations", "search"}
 
 // rebuildResult is what rebuild prints.
 type rebuildResult struct {
@@ -150,13 +148,17 @@ var rebuildCommand = &command{
 	summary: "rebuild the read models (conversation list and search) from the log, with progress; prints what was rebuilt",
 	example: "chatlog rebuild --projection all",
 	setup: func(fs *flag.FlagSet) runFunc {
-		name := fs.String("projection", "all", "the read model `NAME`: conversations, search or all; they share one checkpoint, so any of them rebuilds both")
+		name := fs.String("projection", "all", "the read model `NAME`: conversations, search or all")
 		return func(ctx context.Context, env *env, args []string) error {
 			if len(args) > 0 {
 				return usageErr("unexpected argument %q", args[0])
 			}
+			var only []repo.ReadModel
+			rebuilt := []string{string(repo.ReadModelConversations), string(repo.ReadModelSearch)}
 			switch *name {
-			case "all", "conversations", "search":
+			case "all":
+			case string(repo.ReadModelConversations), string(repo.ReadModelSearch):
+				only, rebuilt = []repo.ReadModel{repo.ReadModel(*name)}, []string{*name}
 			default:
 				return usageErr("--projection must be conversations, search or all, got %q", *name)
 			}
@@ -166,12 +168,12 @@ var rebuildCommand = &command{
 			}
 			start := time.Now()
 			n, err := withEventProgress(env, "rebuilding", func(progress func(int64)) error {
-				return r.RebuildReadModels(ctx, progress)
+				return r.RebuildReadModels(ctx, progress, only...)
 			})
 			if err != nil {
 				return err
 			}
-			return writeJSON(env, rebuildResult{Rebuilt: readModelNames, Events: n, Seconds: seconds(time.Since(start))})
+			return writeJSON(env, rebuildResult{Rebuilt: rebuilt, Events: n, Seconds: seconds(time.Since(start))})
 		}
 	},
 }

@@ -39,7 +39,7 @@
 // Every connection: busy_timeout (Options.BusyTimeout, default 30s),
 // foreign_keys=ON. The writer: journal_mode=WAL, synchronous=FULL (or
 // NORMAL), cache_size 64 MiB, wal_autocheckpoint=10000. Readers:
-// query_only=ON, cache_size 16 MiB. ANALYZE is never run: with this build's
+// query_only=ON, cache_size 8 MiB. ANALYZE is never run: with this build's
 // STAT4 it makes point lookups re-prepare and slows them twofold.
 //
 // ":memory:" opens a private in-memory database shared by the writer and

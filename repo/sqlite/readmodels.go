@@ -340,7 +340,27 @@ func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *eve
 // halves of the work in parallel. The swap then applies whatever the fold
 // did not see and replaces the conversation table, atomically with the
 // new index. Appends wait for the swap.
-func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64)) error {
+func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64), only ...repo.ReadModel) error {
+	conversations, search := len(only) == 0, len(only) == 0
+	for _, m := range only {
+		switch m {
+		case repo.ReadModelConversations:
+			conversations = true
+		case repo.ReadModelSearch:
+			search = true
+		default:
+			return &events.FieldError{Field: "projection", Reason: fmt.Sprintf("%q is not a read model (conversations, search)", m)}
+		}
+	}
+	if !conversations {
+		// The search index alone: FTS5 rebuilds it from the log itself.
+		return r.run(ctx, func(w *writer) error {
+			if err := w.exec(qSearchRebuild); err != nil {
+				return fmt.Errorf("sqlite: rebuild search index: %w", err)
+			}
+			return w.exec(qProjectionsInit, int64(searchVersion), w.txnPos, "search")
+		})
+	}
 	type folded struct {
 		sums map[string]*repo.Summary
 		upTo int64
@@ -355,8 +375,10 @@ func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64)) erro
 	}()
 	consumed := false
 	err := r.run(ctx, func(w *writer) error {
-		if err := w.exec(qSearchRebuild); err != nil {
-			return fmt.Errorf("sqlite: rebuild search index: %w", err)
+		if search {
+			if err := w.exec(qSearchRebuild); err != nil {
+				return fmt.Errorf("sqlite: rebuild search index: %w", err)
+			}
 		}
 		f := <-done
 		consumed = true
@@ -390,6 +412,9 @@ func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64)) erro
 		}
 		if err := w.exec(qProjectionsInit, int64(projection.SummaryVersion), upTo, "conversations"); err != nil {
 			return err
+		}
+		if !search {
+			return nil
 		}
 		return w.exec(qProjectionsInit, int64(searchVersion), upTo, "search")
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
+	"github.com/ncruces/go-sqlite3/ext/fts5"
 
 	"github.com/chatlog/chatlog/events"
 	"github.com/chatlog/chatlog/repo"
@@ -235,6 +236,9 @@ func openRaw(t *testing.T, path string) *sqlite3.Conn {
 	if err := c.BusyTimeout(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
+	if err := fts5.Register(c); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 
@@ -263,5 +267,62 @@ func TestReadModels_SearchParts(t *testing.T) {
 	}
 	if p, _ := r.VerifyReadModels(ctx, nil); len(p) != 0 {
 		t.Errorf("verify: %v", p)
+	}
+}
+
+// TestReadModels_RebuildOne: each read model can be rebuilt on its own,
+// and verify notices damage to either.
+func TestReadModels_RebuildOne(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "rm.db")
+	r := openFile(t, path)
+	for i := range 50 {
+		mustAppend(t, r, events.Event{ConversationID: fmt.Sprintf("c%d", i%3), Type: events.TypeUserMessage,
+			Content: events.NewText(fmt.Sprintf("note %d about walruses", i))})
+	}
+	r.Close()
+	raw := openRaw(t, path)
+	if err := raw.Exec(`UPDATE conversations SET summary = json_set(summary, '$.messages', 7);
+		INSERT INTO message_search (message_search) VALUES ('delete-all')`); err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+	r = openFile(t, path)
+	problems, err := r.VerifyReadModels(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conv, search int
+	for _, p := range problems {
+		switch {
+		case strings.HasPrefix(p, "search index"):
+			search++
+		case strings.Contains(p, "messages is 7"):
+			conv++
+		}
+	}
+	if conv != 3 || search != 1 {
+		t.Fatalf("verify: %q; want the 3 damaged summaries and the emptied search index", problems)
+	}
+	if hits, _ := r.Search(ctx, repo.SearchQuery{Query: "walruses"}); len(hits) != 0 {
+		t.Fatalf("search after emptying the index found %d", len(hits))
+	}
+	if err := r.RebuildReadModels(ctx, nil, repo.ReadModelSearch); err != nil {
+		t.Fatal(err)
+	}
+	if hits, _ := r.Search(ctx, repo.SearchQuery{Query: "walruses", Limit: 100}); len(hits) != 50 {
+		t.Errorf("search after rebuilding it: %d hits, want 50", len(hits))
+	}
+	if s, _ := r.Summary(ctx, "c0"); s.Messages != 7 {
+		t.Errorf("rebuilding search touched the conversation list (c0 has %d messages)", s.Messages)
+	}
+	if err := r.RebuildReadModels(ctx, nil, repo.ReadModelConversations); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := r.VerifyReadModels(ctx, nil); len(p) != 0 {
+		t.Errorf("verify after rebuilding both, one at a time: %q", p)
+	}
+	if err := r.RebuildReadModels(ctx, nil, "nonsense"); !errors.Is(err, events.ErrInvalid) {
+		t.Errorf("rebuilding an unknown read model: %v, want events.ErrInvalid", err)
 	}
 }

@@ -255,7 +255,7 @@ func (r *Repo) openConn(ctx context.Context, writer bool) (*conn, error) {
 			`PRAGMA wal_autocheckpoint = `+strconv.Itoa(r.opts.WALAutoCheckpoint),
 		)
 	} else {
-		pragmas = append(pragmas, `PRAGMA cache_size = -16384`, `PRAGMA query_only = ON`)
+		pragmas = append(pragmas, `PRAGMA cache_size = -8192`, `PRAGMA query_only = ON`)
 	}
 	for _, p := range pragmas {
 		if err := db.Exec(p); err != nil {
