@@ -134,7 +134,6 @@ var searchCommand = &command{
 	},
 }
 
-
 // rebuildResult is what rebuild prints.
 type rebuildResult struct {
 	Rebuilt []string `json:"rebuilt"`
