@@ -15,6 +15,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/chatlog/chatlog/events"
 	"github.com/chatlog/chatlog/logfile"
 	"github.com/chatlog/chatlog/projection"
 	"github.com/chatlog/chatlog/repo"
@@ -63,7 +64,22 @@ var exportCommand = &command{
 			if *conversation != "" {
 				seq = r.Events(ctx, *conversation, repo.Range{})
 			}
-			_, err = logfile.Export(ctx, env.stdout, seq)
+			_, err = withEventProgress(env, "exporting", func(progress func(int64)) error {
+				var n int64
+				counted := func(yield func(events.Event, error) bool) {
+					for e, err := range seq {
+						if n++; n%1000 == 0 {
+							progress(n)
+						}
+						if !yield(e, err) {
+							return
+						}
+					}
+					progress(n)
+				}
+				_, err := logfile.Export(ctx, env.stdout, counted)
+				return err
+			})
 			return err
 		}
 	},
