@@ -81,6 +81,7 @@ var commands = []*command{
 	statsCommand,
 	serveCommand,
 	demoCommand,
+	benchCommand,
 }
 
 func lookupCommand(name string) *command {
