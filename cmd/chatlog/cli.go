@@ -98,6 +98,7 @@ func lookupCommand(name string) *command {
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	getenv         func(string) string // Main.Getenv, or os.Getenv
 	dbPath         string
 	r              *sqlite.Repo
 }
@@ -179,7 +180,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return m.fail(prog, usageErr("%s (run '%s --help')", flagError(err), prog))
 	}
 
-	e := &env{stdin: m.Stdin, stdout: m.Stdout, stderr: m.Stderr, dbPath: *dbPath}
+	e := &env{stdin: m.Stdin, stdout: m.Stdout, stderr: m.Stderr, getenv: getenv, dbPath: *dbPath}
 	err := run(ctx, e, fs.Args())
 	if cerr := e.close(); err == nil {
 		err = cerr

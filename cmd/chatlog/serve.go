@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"log/slog"
-	"os"
 
 	"github.com/chatlog/chatlog/server"
 )
@@ -28,7 +27,7 @@ var serveCommand = &command{
 				return usageErr("--max-body must be positive, got %d", *maxBody)
 			}
 			if *token == "" {
-				*token = os.Getenv("CHATLOG_TOKEN")
+				*token = env.getenv("CHATLOG_TOKEN")
 			}
 			r, err := env.repo(ctx)
 			if err != nil {

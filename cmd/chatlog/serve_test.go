@@ -54,13 +54,18 @@ func listenAddr(tb testing.TB, lines <-chan string) string {
 // returns 0, and what it acknowledged is in the database.
 func TestServe_InProcess(t *testing.T) {
 	const token = "s3cret-token-xyz"
-	t.Setenv("CHATLOG_TOKEN", token)
 	db := tempDB(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
 	var logs syncBuffer
-	m := &Main{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.MultiWriter(pw, &logs), Getenv: func(string) string { return "" }}
+	getenv := func(k string) string {
+		if k == "CHATLOG_TOKEN" {
+			return token
+		}
+		return ""
+	}
+	m := &Main{Stdin: strings.NewReader(""), Stdout: io.Discard, Stderr: io.MultiWriter(pw, &logs), Getenv: getenv}
 	done := make(chan int, 1)
 	go func() {
 		done <- m.Run(ctx, []string{"--db", db, "serve", "--addr", "127.0.0.1:0"})

@@ -25,10 +25,15 @@ const searchVersion = 1
 // read models and moves their checkpoint to the transaction's last pos.
 func (w *writer) applyReadModels(evs []events.Event) error {
 	dirty := map[string]*repo.Summary{}
+	messages := false
 	for i := range evs {
 		e := &evs[i]
 		if e.Type == events.TypeAssistantDelta {
 			continue // chunks leave summaries alone (projection.Summarize)
+		}
+		switch e.Type {
+		case events.TypeUserMessage, events.TypeAssistantMessage, events.TypeToolResult:
+			messages = true
 		}
 		s, err := w.summary(e.ConversationID)
 		if err != nil {
@@ -47,8 +52,10 @@ func (w *writer) applyReadModels(evs []events.Event) error {
 	// per message made tiny segments and constant merging (costlier than
 	// writing the events themselves).
 	first, last := evs[0].Pos, evs[len(evs)-1].Pos
-	if err := w.exec(qSearchIndexRange, first, last); err != nil {
-		return fmt.Errorf("sqlite: index messages for search: %w", err)
+	if messages { // a commit of chunks alone has nothing to index
+		if err := w.exec(qSearchIndexRange, first, last); err != nil {
+			return fmt.Errorf("sqlite: index messages for search: %w", err)
+		}
 	}
 	return w.exec(qProjectionsSet, last)
 }
