@@ -39,9 +39,6 @@ var appendCommand = &command{
 		})
 		fs.Var(&expected, "expected-seq", "append only if the conversation's last seq is `N` (0: no events yet); else exit 3")
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			if *conversation == "" {
 				return usageErr("--conversation is required")
 			}
@@ -84,23 +81,21 @@ var appendCommand = &command{
 			if err != nil {
 				return err
 			}
-			out, err := withDuplicate(res.Event, res.Duplicate())
-			if err != nil {
-				return err
-			}
-			_, err = env.stdout.Write(append(out, '\n'))
-			return err
+			return printStored(env, res)
 		}
 	},
 }
 
-// withDuplicate encodes e with a "duplicate" member added.
-func withDuplicate(e events.Event, dup bool) ([]byte, error) {
-	b, err := e.MarshalJSON()
+// printStored prints an append's stored event as one JSON line with a
+// "duplicate" member added (append, delta and finish print this).
+func printStored(env *env, res repo.Result) error {
+	b, err := res.Event.MarshalJSON()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return append(b[:len(b)-1], fmt.Sprintf(`,"duplicate":%t}`, dup)...), nil
+	b = append(b[:len(b)-1], fmt.Sprintf(`,"duplicate":%t}`, res.Duplicate())...)
+	_, err = env.stdout.Write(append(b, '\n'))
+	return err
 }
 
 // optionalString is a string flag that knows whether it was given.

@@ -44,9 +44,6 @@ var benchCommand = &command{
 		)
 		fs.Var(&workloads, "workloads", "comma-separated `NAMES` of the workloads to run (default all): "+strings.Join(benchNames(), ", "))
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			selected, err := selectWorkloads(workloads)
 			if err != nil {
 				return err

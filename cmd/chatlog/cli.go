@@ -54,6 +54,9 @@ type command struct {
 	summary string // one line, for the command list
 	example string
 	setup   func(fs *flag.FlagSet) runFunc
+	// positional commands take arguments after their flags; for the
+	// others the dispatcher refuses any.
+	positional bool
 }
 
 // runFunc runs a command. Its error decides the exit code (see exitCode).
@@ -181,7 +184,12 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	}
 
 	e := &env{stdin: m.Stdin, stdout: m.Stdout, stderr: m.Stderr, getenv: getenv, dbPath: *dbPath}
-	err := run(ctx, e, fs.Args())
+	var err error
+	if args := fs.Args(); len(args) > 0 && !cmd.positional {
+		err = usageErr("unexpected argument %q", args[0])
+	} else {
+		err = run(ctx, e, args)
+	}
 	if cerr := e.close(); err == nil {
 		err = cerr
 	}

@@ -22,10 +22,11 @@ import (
 )
 
 var ingestCommand = &command{
-	name:    "ingest",
-	args:    "[FILE|-]",
-	summary: "append a JSONL log of events (export or legacy format) idempotently; prints counts, reports bad lines",
-	example: "chatlog --db chat.db ingest conversations.jsonl",
+	positional: true,
+	name:       "ingest",
+	args:       "[FILE|-]",
+	summary:    "append a JSONL log of events (export or legacy format) idempotently; prints counts, reports bad lines",
+	example:    "chatlog --db chat.db ingest conversations.jsonl",
 	setup: func(fs *flag.FlagSet) runFunc {
 		return func(ctx context.Context, env *env, args []string) error {
 			return runLoad(ctx, env, args, "ingesting", logfile.Ingest)
@@ -34,10 +35,11 @@ var ingestCommand = &command{
 }
 
 var importCommand = &command{
-	name:    "import",
-	args:    "[FILE|-]",
-	summary: "load an export, keeping ids, seqs and timestamps; idempotent",
-	example: "chatlog --db copy.db import backup.jsonl",
+	positional: true,
+	name:       "import",
+	args:       "[FILE|-]",
+	summary:    "load an export, keeping ids, seqs and timestamps; idempotent",
+	example:    "chatlog --db copy.db import backup.jsonl",
 	setup: func(fs *flag.FlagSet) runFunc {
 		return func(ctx context.Context, env *env, args []string) error {
 			return runLoad(ctx, env, args, "importing", logfile.Import)
@@ -53,9 +55,6 @@ var exportCommand = &command{
 	setup: func(fs *flag.FlagSet) runFunc {
 		conversation := fs.String("conversation", "", "export only this conversation `ID` (default: all, in global order)")
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			r, err := env.repo(ctx)
 			if err != nil {
 				return err
@@ -100,9 +99,6 @@ var demoCommand = &command{
 			withDeltas   = fs.Bool("with-deltas", false, "include the streamed chunks in the replay")
 		)
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			cid := *conversation
 			if cid == "" {
 				var err error

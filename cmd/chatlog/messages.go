@@ -30,9 +30,6 @@ var messagesCommand = &command{
 			maxTokens    = fs.Int("max-tokens", 0, "keep the most recent whole turns that fit in about `N` tokens (about 4 bytes a token; 0: no limit)")
 		)
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			switch {
 			case *conversation == "":
 				return usageErr("--conversation is required")

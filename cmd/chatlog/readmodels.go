@@ -24,9 +24,6 @@ var showCommand = &command{
 	setup: func(fs *flag.FlagSet) runFunc {
 		conversation := fs.String("conversation", "", "the conversation `ID` (required); exit 1 when it has no events")
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			if *conversation == "" {
 				return usageErr("--conversation is required")
 			}
@@ -56,9 +53,6 @@ var lsCommand = &command{
 			cursor = fs.String("cursor", "", "continue after the page that printed this `CURSOR` as next_cursor (same filters)")
 		)
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			if *limit < 0 {
 				return usageErr("--limit must not be negative, got %d", *limit)
 			}
@@ -85,10 +79,11 @@ type searchResults struct {
 }
 
 var searchCommand = &command{
-	name:    "search",
-	args:    "[--limit N] [--conversation C] [--role R] [--source S] [--user U] QUERY...",
-	summary: `full-text search over message text, every word must occur (no query syntax: any input is safe); prints {"results":[...]}, best first`,
-	example: `chatlog search --limit 5 --user bob "leek soup"   # words after the flags; use -- before a query that starts with -`,
+	positional: true,
+	name:       "search",
+	args:       "[--limit N] [--conversation C] [--role R] [--source S] [--user U] QUERY...",
+	summary:    `full-text search over message text, every word must occur (no query syntax: any input is safe); prints {"results":[...]}, best first`,
+	example:    `chatlog search --limit 5 --user bob "leek soup"   # words after the flags; use -- before a query that starts with -`,
 	setup: func(fs *flag.FlagSet) runFunc {
 		var (
 			limit        = fs.Int("limit", 0, "at most `N` results (0: 20; at most 200)")
@@ -149,9 +144,6 @@ var rebuildCommand = &command{
 	setup: func(fs *flag.FlagSet) runFunc {
 		name := fs.String("projection", "all", "the read model `NAME`: conversations, search or all")
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			var only []repo.ReadModel
 			rebuilt := []string{string(repo.ReadModelConversations), string(repo.ReadModelSearch)}
 			switch *name {
@@ -190,9 +182,6 @@ var verifyCommand = &command{
 	example: "chatlog verify || chatlog rebuild",
 	setup: func(fs *flag.FlagSet) runFunc {
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			r, err := env.repo(ctx)
 			if err != nil {
 				return err
@@ -249,9 +238,6 @@ var statsCommand = &command{
 	example: "chatlog --db chat.db stats",
 	setup: func(fs *flag.FlagSet) runFunc {
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			r, err := env.repo(ctx)
 			if err != nil {
 				return err

@@ -25,9 +25,6 @@ var replayCommand = &command{
 			follow       = fs.Bool("follow", false, "keep printing events as they are appended, until interrupted")
 		)
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			if *conversation == "" {
 				return usageErr("--conversation is required")
 			}

@@ -20,9 +20,6 @@ var serveCommand = &command{
 			maxBody = fs.Int64("max-body", server.DefaultMaxBody, "refuse request bodies over `N` bytes with 413")
 		)
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			if *maxBody <= 0 {
 				return usageErr("--max-body must be positive, got %d", *maxBody)
 			}

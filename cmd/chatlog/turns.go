@@ -40,9 +40,6 @@ var turnCommand = &command{
 		)
 		fs.Var(&content, "content", "the user message `TEXT` (required)")
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			switch {
 			case *conversation == "":
 				return usageErr("--conversation is required")
@@ -142,9 +139,6 @@ var deltaCommand = &command{
 		fs.Var(&content, "content", "the chunk's `TEXT` (required)")
 		fs.Var(&attempt, "attempt", "the attempt `N` that holds the turn, as turn printed it; required when U was begun as a turn, else exit 3")
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			switch {
 			case *conversation == "":
 				return usageErr("--conversation is required")
@@ -171,12 +165,7 @@ var deltaCommand = &command{
 			if err != nil {
 				return err
 			}
-			out, err := withDuplicate(res.Event, res.Duplicate())
-			if err != nil {
-				return err
-			}
-			_, err = env.stdout.Write(append(out, '\n'))
-			return err
+			return printStored(env, res)
 		}
 	},
 }
@@ -204,9 +193,6 @@ var finishCommand = &command{
 		)
 		fs.Var(&attempt, "attempt", "the attempt `N` that holds the turn, as turn printed it; required when U was begun as a turn, else exit 3")
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			switch {
 			case *conversation == "":
 				return usageErr("--conversation is required")
@@ -229,12 +215,7 @@ var finishCommand = &command{
 				}
 				return err
 			}
-			out, err := withDuplicate(res.Event, res.Duplicate())
-			if err != nil {
-				return err
-			}
-			_, err = env.stdout.Write(append(out, '\n'))
-			return err
+			return printStored(env, res)
 		}
 	},
 }
@@ -247,9 +228,6 @@ var compactCommand = &command{
 	setup: func(fs *flag.FlagSet) runFunc {
 		idle := fs.Duration("idle", defaultIdle, "finalise streams whose last chunk is older than `DURATION` (e.g. 90s, 10m)")
 		return func(ctx context.Context, env *env, args []string) error {
-			if len(args) > 0 {
-				return usageErr("unexpected argument %q", args[0])
-			}
 			if *idle < 0 {
 				return usageErr("--idle must not be negative, got %s", *idle)
 			}
