@@ -314,8 +314,8 @@ func neighbour(c *conn, query, conv string, seq int64) (*repo.Neighbour, error) 
 
 // fold replays the log (on a read connection, a page at a time) into
 // summaries, returning them and the last pos replayed.
-func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *events.Event)) (map[string]*repo.Summary, int64, error) {
-	sums := map[string]*repo.Summary{}
+func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *events.Event)) (summaries, int64, error) {
+	sums := summaries{}
 	var n, last int64
 	for e, err := range r.All(ctx, 0) {
 		if err != nil {
@@ -324,12 +324,7 @@ func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *eve
 		if check != nil {
 			check(&e)
 		}
-		s := sums[e.ConversationID]
-		if s == nil {
-			s = &repo.Summary{}
-			sums[e.ConversationID] = s
-		}
-		projection.Summarize(s, &e)
+		sums.apply(&e)
 		last = e.Pos
 		if n++; progress != nil && n%10000 == 0 {
 			progress(n)
@@ -339,6 +334,36 @@ func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *eve
 		progress(n)
 	}
 	return sums, last, nil
+}
+
+// summaries are conversations' read models folded from the log.
+type summaries map[string]*repo.Summary
+
+func (sums summaries) apply(e *events.Event) {
+	s := sums[e.ConversationID]
+	if s == nil {
+		s = &repo.Summary{}
+		sums[e.ConversationID] = s
+	}
+	projection.Summarize(s, e)
+}
+
+// foldLate folds into sums, inside the write transaction, the events a
+// fold on a read connection ended before (pos > upTo), and returns the
+// last pos folded.
+func (w *writer) foldLate(sums summaries, upTo int64, check func(e *events.Event)) (int64, error) {
+	late, err := w.scan(qAfterPos, func(events.Event) bool { return true }, upTo, int64(1<<62))
+	if err != nil {
+		return 0, err
+	}
+	for i := range late {
+		if check != nil {
+			check(&late[i])
+		}
+		sums.apply(&late[i])
+		upTo = late[i].Pos
+	}
+	return upTo, nil
 }
 
 // RebuildReadModels implements repo.ReadModels. The log is folded into
@@ -369,7 +394,7 @@ func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64), only
 		})
 	}
 	type folded struct {
-		sums map[string]*repo.Summary
+		sums summaries
 		upTo int64
 		err  error
 	}
@@ -392,18 +417,10 @@ func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64), only
 		if f.err != nil {
 			return fmt.Errorf("sqlite: rebuild read models: %w", f.err)
 		}
-		sums, upTo := f.sums, f.upTo
-		late, err := w.scan(qAfterPos, func(events.Event) bool { return true }, upTo, int64(1<<62))
+		sums := f.sums
+		upTo, err := w.foldLate(sums, f.upTo, nil)
 		if err != nil {
 			return err
-		}
-		for i := range late {
-			e := &late[i]
-			if sums[e.ConversationID] == nil {
-				sums[e.ConversationID] = &repo.Summary{}
-			}
-			projection.Summarize(sums[e.ConversationID], e)
-			upTo = e.Pos
 		}
 		if err := w.exec(qSummaryClear); err != nil {
 			return err
@@ -463,16 +480,8 @@ func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]st
 		return nil, fmt.Errorf("sqlite: verify: %w", err)
 	}
 	err = r.run(ctx, func(w *writer) error {
-		late, err := w.scan(qAfterPos, func(events.Event) bool { return true }, upTo, int64(1<<62))
-		if err != nil {
+		if _, err := w.foldLate(sums, upTo, check); err != nil {
 			return err
-		}
-		for i := range late {
-			check(&late[i])
-			if sums[late[i].ConversationID] == nil {
-				sums[late[i].ConversationID] = &repo.Summary{}
-			}
-			projection.Summarize(sums[late[i].ConversationID], &late[i])
 		}
 		cps, err := readCheckpoints(w.c)
 		if err != nil {
