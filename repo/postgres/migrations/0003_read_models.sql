@@ -1,0 +1,39 @@
+-- Read models, kept by every writer in the same transaction as the events
+-- they reflect.
+
+-- The conversation list: projection.Summarize's fold as JSON, beside the
+-- columns listing filters and sorts on.
+CREATE TABLE conversations (
+    conversation_id text    COLLATE "C" PRIMARY KEY,
+    last_active_at  bigint  NOT NULL,
+    user_id         text    COLLATE "C" NOT NULL DEFAULT '',
+    source          text    COLLATE "C" NOT NULL DEFAULT '',
+    title           text    NOT NULL DEFAULT '',
+    ended           boolean NOT NULL DEFAULT false,
+    summary         text    NOT NULL
+);
+
+CREATE INDEX conversations_recent ON conversations (last_active_at DESC, conversation_id DESC);
+CREATE INDEX conversations_user_recent ON conversations (user_id, last_active_at DESC, conversation_id DESC);
+
+-- Full-text search over message text: an expression index on the log
+-- itself, so the index is written by the insert of the message and keeps
+-- no copy of the text. The 'simple' configuration lowercases words and
+-- neither stems them nor drops stop words, like SQLite's unicode61.
+CREATE INDEX events_search ON events
+    USING gin (to_tsvector('simple', coalesce(content, parts_text)))
+    WHERE type IN ('user_message', 'assistant_message', 'tool_result')
+      AND (content IS NOT NULL OR parts_text IS NOT NULL);
+
+-- Per read model, the version of the code that built it and the highest
+-- pos it had applied when it was last rebuilt. Appends do not move pos:
+-- they update the read models in their own transaction, and one row that
+-- every writer updated would serialise all of them.
+CREATE TABLE projections (
+    name    text    PRIMARY KEY,
+    version integer NOT NULL,
+    pos     bigint  NOT NULL
+);
+
+-- Version 0 makes Open build the conversation list from the log.
+INSERT INTO projections (name, version, pos) VALUES ('conversations', 0, 0), ('search', 0, 0);

@@ -1,0 +1,214 @@
+package postgres
+
+// The SQL of the backend, in one place. Placeholders only: no value is
+// ever spliced into a statement (the schema and channel names, which are
+// identifiers, go through pgx.Identifier).
+//
+// Write statements take arrays and unnest them, so a group commit of any
+// size is a fixed number of statements, sent together in one round trip.
+
+const eventColumns = `pos, id, conversation_id, seq, type, schema_version, created_at, role, content, body, extra`
+
+// Migrations.
+const (
+	qCreateSchema    = `CREATE SCHEMA IF NOT EXISTS `
+	qMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text    NOT NULL,
+    applied_at bigint  NOT NULL
+)`
+	qCurrentSchema    = `SELECT current_schema()`
+	qMigrationVersion = `SELECT coalesce(max(version), 0) FROM schema_migrations`
+	qMigrationRecord  = `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`
+)
+
+// Locks. Advisory locks are transaction-scoped: they go at commit or
+// rollback, also when the client dies (the server ends its session).
+const (
+	// The shared write lock: every write transaction holds it, a read
+	// model rebuild holds it exclusively.
+	qLockShared = `SELECT pg_advisory_xact_lock_shared($1)`
+	// The conversations' locks, in the order given (sorted by the
+	// caller, so that two writers never wait on each other in a cycle).
+	qLockConvs = `SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k`
+	qLockOne   = `SELECT pg_advisory_xact_lock($1)`
+)
+
+// The log.
+const (
+	// The conversations' head seqs and stored read models.
+	qHeads = `SELECT k.c, coalesce(h.seq, 0), s.summary
+FROM unnest($1::text[]) AS k(c)
+LEFT JOIN LATERAL (SELECT seq FROM events WHERE conversation_id = k.c ORDER BY seq DESC LIMIT 1) AS h ON true
+LEFT JOIN conversations AS s ON s.conversation_id = k.c`
+
+	// The events stored under some keys: (conversation, request_id)
+	// pairs and event ids. The lookups return the fingerprint after the
+	// event columns.
+	qByKeys = `SELECT ` + eventColumns + `, fingerprint FROM events
+WHERE request_id IS NOT NULL AND (conversation_id, request_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+UNION ALL
+SELECT ` + eventColumns + `, fingerprint FROM events WHERE id = ANY($3::text[])`
+
+	// The insert draws pos from the column's sequence row by row, in
+	// the order given (ORDER BY o), which is seq order within each
+	// conversation.
+	qInsert = `INSERT INTO events (id, conversation_id, seq, type, schema_version, created_at, role, content, body, extra, fingerprint, parts_text)
+SELECT id, c, seq, type, v, at, role, content, body, extra::json, fp, parts
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::bigint[], $7::text[], $8::text[], $9::bytea[], $10::text[], $11::bytea[], $12::text[])
+    WITH ORDINALITY AS k(id, c, seq, type, v, at, role, content, body, extra, fp, parts, o)
+ORDER BY o
+RETURNING id, pos`
+
+	qPositions = `SELECT id, pos FROM events WHERE id = ANY($1::text[])`
+
+	qHead = `SELECT seq FROM events WHERE conversation_id = $1 ORDER BY seq DESC LIMIT 1`
+
+	qByRequestID = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = $1 AND request_id = $2 AND request_id IS NOT NULL`
+
+	qRange = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4`
+	qLast = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2`
+	qAfterPos = `SELECT ` + eventColumns + ` FROM events WHERE pos > $1 ORDER BY pos LIMIT $2`
+
+	// Context markers: the predicate repeats the partial index's, so the
+	// planner can use it.
+	qLatestPrompt = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = $1 AND type IN ('conversation_started', 'system_prompt_set') AND seq <= $2
+  AND type IN ('conversation_started', 'system_prompt_set', 'conversation_cleared')
+ORDER BY seq DESC LIMIT 1`
+	qLatestClear = `SELECT seq FROM events
+WHERE conversation_id = $1 AND type = 'conversation_cleared' AND seq <= $2
+  AND type IN ('conversation_started', 'system_prompt_set', 'conversation_cleared')
+ORDER BY seq DESC LIMIT 1`
+)
+
+// Turns.
+const (
+	qTurnsGet = `SELECT t.conversation_id, t.user_request_id, t.attempt, t.owner, t.lease_ns, t.lease_expires_at, t.state, t.last_chunk_at, t.last_error
+FROM turns AS t JOIN unnest($1::text[], $2::text[]) AS k(c, u) ON t.conversation_id = k.c AND t.user_request_id = k.u`
+	qTurnPut = `INSERT INTO turns (conversation_id, user_request_id, attempt, owner, lease_ns, lease_expires_at, state, last_chunk_at, last_error)
+VALUES ($1, $2, $3, $4, $5, $6, 'running', NULL, $7)
+ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
+    attempt = excluded.attempt, owner = excluded.owner, lease_ns = excluded.lease_ns,
+    lease_expires_at = excluded.lease_expires_at, state = 'running', last_chunk_at = NULL`
+	qTurnHeartbeat = `UPDATE turns SET lease_expires_at = $1
+WHERE conversation_id = $2 AND user_request_id = $3 AND attempt = $4 AND state = 'running'`
+	qTurnFail = `UPDATE turns SET state = 'failed', last_error = $1, lease_expires_at = 0
+WHERE conversation_id = $2 AND user_request_id = $3`
+	qTurnsComplete = `UPDATE turns AS t SET state = 'completed', lease_expires_at = 0
+FROM unnest($1::text[], $2::text[]) AS k(c, u)
+WHERE t.conversation_id = k.c AND t.user_request_id = k.u`
+	// Streams got chunks: create the row of a stream begun without a
+	// turn, or move last_chunk_at on (the writer sends only the streams
+	// whose row is at least repo.StreamTimeResolution behind, or new). A
+	// chunk loaded from a log raises the turn's attempt to its own (a
+	// live chunk always has the holder's), unless a holder's lease is
+	// live: history never takes a running turn away.
+	qTurnsChunks = `INSERT INTO turns AS t (conversation_id, user_request_id, attempt, state, last_chunk_at)
+SELECT c, u, a, 'running', at FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[]) AS k(c, u, a, at)
+ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
+    last_chunk_at = greatest(coalesce(t.last_chunk_at, 0), excluded.last_chunk_at),
+    attempt = CASE WHEN t.state = 'running' AND t.attempt > 0 AND t.lease_expires_at > $5 THEN t.attempt
+                   ELSE greatest(t.attempt, excluded.attempt) END`
+	qOpenStreams = `SELECT conversation_id, user_request_id, attempt, last_chunk_at FROM turns
+WHERE state = 'running' AND last_chunk_at IS NOT NULL AND last_chunk_at < $1
+  AND (attempt = 0 OR lease_expires_at <= $2)
+ORDER BY last_chunk_at LIMIT $3`
+
+	// Retention of folded chunks: the rows stay (no holes in seq), their
+	// content goes. Only chunks of completed turns. extra is rewritten
+	// as text, keeping request_id first where the encoder put it (and
+	// any \u0000 in it, which jsonb would refuse).
+	qPurgeChunks = `UPDATE events AS e SET content = NULL, body = NULL, parts_text = NULL,
+    extra = (CASE WHEN e.extra::text = '{}' THEN '{"purged":true}'
+                  ELSE left(e.extra::text, -1) || ',"purged":true}' END)::json
+FROM turns AS t
+WHERE e.type = 'assistant_delta' AND e.created_at < $1 AND e.extra ->> 'purged' IS NULL
+  AND t.conversation_id = e.conversation_id AND t.user_request_id = e.extra ->> 'user_request_id'
+  AND t.state = 'completed'`
+
+	// The chunks of a user request: its chunk keys share a prefix
+	// (repo.ChunkRequestID), read as a range of the request_id index.
+	qChunksByKey = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = $1 AND request_id >= $2 AND request_id < $3 AND type = 'assistant_delta'
+ORDER BY seq`
+	// Chunks stored under other keys (hand-made logs): a scan of the
+	// conversation, only when the key range finds none.
+	qChunksScan = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = $1 AND type = 'assistant_delta' ORDER BY seq`
+)
+
+// Read models.
+const (
+	qSummaryGet  = `SELECT summary FROM conversations WHERE conversation_id = $1`
+	qSummaryPuts = `INSERT INTO conversations AS c (conversation_id, last_active_at, user_id, source, title, ended, summary)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bool[], $7::text[])
+ON CONFLICT (conversation_id) DO UPDATE SET
+    last_active_at = excluded.last_active_at, user_id = excluded.user_id, source = excluded.source,
+    title = excluded.title, ended = excluded.ended, summary = excluded.summary`
+	qSummaryAll   = `SELECT conversation_id, summary FROM conversations ORDER BY conversation_id`
+	qSummaryClear = `DELETE FROM conversations`
+
+	qProjections     = `SELECT name, version, pos FROM projections ORDER BY name`
+	qProjectionsInit = `UPDATE projections SET version = $1, pos = $2 WHERE name = $3`
+	qMaxPos          = `SELECT coalesce(max(pos), 0) FROM events`
+	qReindexSearch   = `REINDEX INDEX events_search`
+
+	// Listing pages by (last_active_at, conversation_id), newest first.
+	// Every filter is bound; an empty one matches all.
+	qList = `SELECT summary, last_active_at, conversation_id FROM conversations
+WHERE ($1 = '' OR user_id = $1) AND ($2 = '' OR source = $2)
+  AND (NOT $3 OR last_active_at < $4 OR (last_active_at = $4 AND conversation_id < $5))
+ORDER BY last_active_at DESC, conversation_id DESC LIMIT $6`
+
+	// Newest first. The predicate repeats the search index's, so the
+	// planner can use it; the snippet is cut from the few hits returned
+	// only.
+	qSearch = `SELECT h.conversation_id, h.seq, h.role,
+    ts_headline('simple', h.text, plainto_tsquery('simple', $1),
+        'StartSel=[, StopSel=], MaxWords=16, MinWords=6, ShortWord=0, MaxFragments=1, FragmentDelimiter=" … "'),
+    h.text
+FROM (
+    SELECT e.conversation_id, e.seq, e.role, coalesce(e.content, e.parts_text) AS text, e.pos
+    FROM events AS e LEFT JOIN conversations AS c ON c.conversation_id = e.conversation_id
+    WHERE to_tsvector('simple', coalesce(e.content, e.parts_text)) @@ plainto_tsquery('simple', $1)
+      AND e.type IN ('user_message', 'assistant_message', 'tool_result')
+      AND (e.content IS NOT NULL OR e.parts_text IS NOT NULL)
+      AND ($2 = '' OR e.conversation_id = $2) AND ($3 = '' OR e.role = $3)
+      AND ($4 = '' OR c.source = $4) AND ($5 = '' OR c.user_id = $5)
+    ORDER BY e.pos DESC LIMIT $6
+) AS h
+ORDER BY h.pos DESC`
+	qNeighbourBefore = `SELECT seq, role, coalesce(content, parts_text, '') FROM events
+WHERE conversation_id = $1 AND seq < $2
+  AND type IN ('user_message', 'assistant_message', 'tool_result') AND (content IS NOT NULL OR parts_text IS NOT NULL)
+ORDER BY seq DESC LIMIT 1`
+	qNeighbourAfter = `SELECT seq, role, coalesce(content, parts_text, '') FROM events
+WHERE conversation_id = $1 AND seq > $2
+  AND type IN ('user_message', 'assistant_message', 'tool_result') AND (content IS NOT NULL OR parts_text IS NOT NULL)
+ORDER BY seq LIMIT 1`
+)
+
+// Operations.
+const (
+	qNotify = `SELECT pg_notify($1, $2)`
+	// The backend of a connection that broke during a commit: once it
+	// is gone, the commit's outcome is settled.
+	qBackendAlive = `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`
+	qIDExists     = `SELECT count(*) FROM events WHERE id = $1`
+	qTerminate    = `SELECT pg_terminate_backend($1)`
+	// The indexes of the schema's tables that are invalid or not ready
+	// (a failed concurrent build): the check operators run.
+	qInvalidIndexes = `SELECT c.relname FROM pg_index AS i
+JOIN pg_class AS c ON c.oid = i.indexrelid
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = current_schema() AND (NOT i.indisvalid OR NOT i.indisready)
+ORDER BY c.relname`
+	qSize = `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')`
+	qDropSchema = `DROP SCHEMA IF EXISTS `
+)

@@ -1,0 +1,493 @@
+package postgres
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/projection"
+	"github.com/chatlog/chatlog/repo"
+)
+
+// searchVersion is the version of what the search index holds; bump it
+// (with a migration that changes events_search) when the indexed text or
+// the text search configuration changes.
+const searchVersion = 1
+
+// checkpoint is a projections row.
+type checkpoint struct {
+	version int
+	pos     int64
+}
+
+func readCheckpoints(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) (map[string]checkpoint, error) {
+	rows, err := q.Query(ctx, qProjections)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]checkpoint{}
+	for rows.Next() {
+		var name string
+		var cp checkpoint
+		var version int32
+		if err := rows.Scan(&name, &version, &cp.pos); err != nil {
+			return nil, err
+		}
+		cp.version = int(version)
+		out[name] = cp
+	}
+	return out, rows.Err()
+}
+
+// catchUp rebuilds, at Open, the read models that another version of the
+// code built (or none did). Replicas opening at once rebuild once: the
+// rebuild holds the write lock exclusively and checks the versions again
+// under it.
+func (r *Repo) catchUp(ctx context.Context) error {
+	var cps map[string]checkpoint
+	err := r.read(ctx, func(c *pgxpool.Conn) error {
+		var err error
+		cps, err = readCheckpoints(ctx, c)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	var stale []repo.ReadModel
+	if cps["conversations"].version != projection.SummaryVersion {
+		stale = append(stale, repo.ReadModelConversations)
+	}
+	if cps["search"].version != searchVersion {
+		stale = append(stale, repo.ReadModelSearch)
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	return r.rebuild(ctx, nil, stale, true)
+}
+
+// Summary implements repo.ReadModels.
+func (r *Repo) Summary(ctx context.Context, conversationID string) (repo.Summary, error) {
+	var s repo.Summary
+	var raw []byte
+	err := r.read(ctx, func(c *pgxpool.Conn) error {
+		err := c.QueryRow(ctx, qSummaryGet, conversationID).Scan(&raw)
+		if err == pgx.ErrNoRows {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return s, err
+	}
+	if raw == nil {
+		return s, fmt.Errorf("conversation %q: %w", conversationID, repo.ErrNotFound)
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return s, fmt.Errorf("postgres: decode summary of %q: %w", conversationID, err)
+	}
+	return s, nil
+}
+
+// ListConversations implements repo.ReadModels.
+func (r *Repo) ListConversations(ctx context.Context, q repo.ListQuery) (repo.ListPage, error) {
+	limit := q.Limit
+	switch {
+	case limit <= 0:
+		limit = 50
+	case limit > 1000:
+		limit = 1000
+	}
+	var hasCursor bool
+	var curTime int64
+	var curID string
+	if q.Cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(q.Cursor)
+		t, id, ok := strings.Cut(string(b), ":")
+		n, perr := strconv.ParseInt(t, 10, 64)
+		if err != nil || !ok || perr != nil {
+			return repo.ListPage{}, &events.FieldError{Field: "cursor", Reason: "is not a cursor this store returned"}
+		}
+		hasCursor, curTime, curID = true, n, id
+	}
+	page := repo.ListPage{Conversations: []repo.Summary{}}
+	err := r.read(ctx, func(c *pgxpool.Conn) error {
+		rows, err := c.Query(ctx, qList, noNUL(q.User), noNUL(q.Source), hasCursor, curTime, noNUL(curID), int64(limit+1))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var raw []byte
+			var at int64
+			var id string
+			if err := rows.Scan(&raw, &at, &id); err != nil {
+				return err
+			}
+			if len(page.Conversations) == limit {
+				last := page.Conversations[limit-1]
+				page.NextCursor = base64.RawURLEncoding.EncodeToString(
+					[]byte(strconv.FormatInt(last.LastActiveAt.UnixNano(), 10) + ":" + last.ConversationID))
+				break
+			}
+			var s repo.Summary
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return fmt.Errorf("postgres: decode summary: %w", err)
+			}
+			page.Conversations = append(page.Conversations, s)
+		}
+		return rows.Err()
+	})
+	return page, err
+}
+
+// searchWords turns anything a user types into the words to look for
+// (letters and digits, at most 32), joined by spaces for plainto_tsquery,
+// which reads no operator syntax. It returns "" when there are none.
+func searchWords(q string) string {
+	words := strings.FieldsFunc(q, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	if len(words) > 32 {
+		words = words[:32]
+	}
+	return strings.Join(words, " ")
+}
+
+// Search implements repo.ReadModels.
+func (r *Repo) Search(ctx context.Context, q repo.SearchQuery) ([]repo.SearchHit, error) {
+	hits := []repo.SearchHit{}
+	words := searchWords(q.Query)
+	if words == "" {
+		if err := r.enter(ctx); err != nil {
+			return nil, err
+		}
+		r.ops.Done()
+		return hits, nil
+	}
+	limit := q.Limit
+	switch {
+	case limit <= 0:
+		limit = 20
+	case limit > 200:
+		limit = 200
+	}
+	err := r.read(ctx, func(c *pgxpool.Conn) error {
+		rows, err := c.Query(ctx, qSearch, words, noNUL(q.ConversationID), string(q.Role), noNUL(q.Source), noNUL(q.User), int64(limit))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var h repo.SearchHit
+			var role, text string
+			if err := rows.Scan(&h.ConversationID, &h.Seq, &role, &h.Snippet, &text); err != nil {
+				return err
+			}
+			h.Role = events.Role(role)
+			if h.Snippet == "" {
+				h.Snippet = projection.Preview(text)
+			}
+			hits = append(hits, h)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if len(hits) == 0 {
+			return nil
+		}
+		b := &pgx.Batch{}
+		for _, h := range hits {
+			b.Queue(qNeighbourBefore, h.ConversationID, h.Seq)
+			b.Queue(qNeighbourAfter, h.ConversationID, h.Seq)
+		}
+		br := c.SendBatch(ctx, b)
+		defer br.Close()
+		for i := range hits {
+			h := &hits[i]
+			if h.Before, err = neighbour(br); err != nil {
+				return err
+			}
+			if h.After, err = neighbour(br); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return hits, err
+}
+
+func neighbour(br pgx.BatchResults) (*repo.Neighbour, error) {
+	var n repo.Neighbour
+	var role, text string
+	err := br.QueryRow().Scan(&n.Seq, &role, &text)
+	if err == pgx.ErrNoRows {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	n.Role, n.Text = events.Role(role), projection.Preview(text)
+	return &n, nil
+}
+
+// summaries are conversations' read models folded from the log.
+type summaries map[string]*repo.Summary
+
+func (sums summaries) apply(e *events.Event) {
+	s := sums[e.ConversationID]
+	if s == nil {
+		s = &repo.Summary{}
+		sums[e.ConversationID] = s
+	}
+	projection.Summarize(s, e)
+}
+
+// fold replays the log, inside tx, into summaries, returning them and the
+// last pos replayed; check, when set, sees every event first.
+func fold(ctx context.Context, tx pgx.Tx, progress func(int64), check func(e *events.Event)) (summaries, int64, error) {
+	sums := summaries{}
+	var n, last int64
+	for {
+		rows, err := tx.Query(ctx, qAfterPos, last, int64(4096))
+		if err != nil {
+			return nil, 0, err
+		}
+		page, err := collectEvents(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		for i := range page {
+			e := &page[i]
+			if check != nil {
+				check(e)
+			}
+			sums.apply(e)
+			last = e.Pos
+			if n++; progress != nil && n%10000 == 0 {
+				progress(n)
+			}
+		}
+		if len(page) < 4096 {
+			break
+		}
+	}
+	if progress != nil {
+		progress(n)
+	}
+	return sums, last, nil
+}
+
+// RebuildReadModels implements repo.ReadModels. The rebuild holds the
+// write lock exclusively: appends in every replica wait until it commits
+// (it is an offline operation), and it replays a log that nobody changes
+// while it reads.
+func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64), only ...repo.ReadModel) error {
+	models := []repo.ReadModel{repo.ReadModelConversations, repo.ReadModelSearch}
+	if len(only) > 0 {
+		models = nil
+		for _, m := range only {
+			switch m {
+			case repo.ReadModelConversations, repo.ReadModelSearch:
+				if !slices.Contains(models, m) {
+					models = append(models, m)
+				}
+			default:
+				return &events.FieldError{Field: "projection", Reason: fmt.Sprintf("%q is not a read model (conversations, search)", m)}
+			}
+		}
+	}
+	return r.rebuild(ctx, progress, models, false)
+}
+
+// rebuild rebuilds models; onlyIfStale (at Open) skips those whose version
+// is current once the lock is held, another replica having rebuilt them.
+func (r *Repo) rebuild(ctx context.Context, progress func(int64), models []repo.ReadModel, onlyIfStale bool) error {
+	return r.read(ctx, func(c *pgxpool.Conn) error {
+		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, qLockOne, r.writeLockKey()); err != nil {
+				return err
+			}
+			cps, err := readCheckpoints(ctx, tx)
+			if err != nil {
+				return err
+			}
+			var maxPos int64
+			if err := tx.QueryRow(ctx, qMaxPos).Scan(&maxPos); err != nil {
+				return err
+			}
+			for _, m := range models {
+				switch m {
+				case repo.ReadModelConversations:
+					if onlyIfStale && cps["conversations"].version == projection.SummaryVersion {
+						continue
+					}
+					if maxPos > 0 {
+						r.opts.Logger.Info("rebuilding read models", "model", m, "events_up_to_pos", maxPos)
+					}
+					sums, _, err := fold(ctx, tx, progress, nil)
+					if err != nil {
+						return err
+					}
+					if _, err := tx.Exec(ctx, qSummaryClear); err != nil {
+						return err
+					}
+					if err := putSummaries(ctx, tx, sums); err != nil {
+						return err
+					}
+					if _, err := tx.Exec(ctx, qProjectionsInit, int32(projection.SummaryVersion), maxPos, "conversations"); err != nil {
+						return err
+					}
+				case repo.ReadModelSearch:
+					if onlyIfStale && cps["search"].version == searchVersion {
+						continue
+					}
+					if _, err := tx.Exec(ctx, qReindexSearch); err != nil {
+						return err
+					}
+					if _, err := tx.Exec(ctx, qProjectionsInit, int32(searchVersion), maxPos, "search"); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// putSummaries writes summaries, a thousand per statement.
+func putSummaries(ctx context.Context, tx pgx.Tx, sums summaries) error {
+	ids := slices.Sorted(maps.Keys(sums))
+	for len(ids) > 0 {
+		n := min(len(ids), 1000)
+		convs, users, sources, titles, jsons := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		actives, ended := make([]int64, n), make([]bool, n)
+		for i, id := range ids[:n] {
+			s := sums[id]
+			j, err := json.Marshal(s)
+			if err != nil {
+				return err
+			}
+			convs[i], users[i], sources[i], titles[i] = id, noNUL(s.User), noNUL(s.Source), noNUL(s.Title)
+			actives[i], ended[i], jsons[i] = s.LastActiveAt.UnixNano(), s.Ended, string(j)
+		}
+		if _, err := tx.Exec(ctx, qSummaryPuts, convs, actives, users, sources, titles, ended, jsons); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+// VerifyReadModels implements repo.ReadModels. It reads the log and the
+// read models in one repeatable-read snapshot, in which both are as one
+// commit left them (they are written in the same transactions), so it
+// blocks no writer.
+func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]string, error) {
+	var problems []string
+	report := func(format string, args ...any) {
+		if len(problems) < 1000 {
+			problems = append(problems, fmt.Sprintf(format, args...))
+		}
+	}
+	heads := map[string]int64{}
+	var lastPos int64
+	check := func(e *events.Event) {
+		if e.Pos <= lastPos {
+			report("pos %d follows pos %d", e.Pos, lastPos)
+		}
+		lastPos = e.Pos
+		// Positions are not in seq order across a conversation's
+		// events only if a writer broke the locking protocol.
+		if want := heads[e.ConversationID] + 1; e.Seq != want {
+			report("conversation %q: seq %d where %d was expected", e.ConversationID, e.Seq, want)
+		}
+		heads[e.ConversationID] = e.Seq
+	}
+	err := r.read(ctx, func(c *pgxpool.Conn) error {
+		return pgx.BeginTxFunc(ctx, c, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			sums, _, err := fold(ctx, tx, progress, check)
+			if err != nil {
+				return err
+			}
+			cps, err := readCheckpoints(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if v := cps["conversations"].version; v != projection.SummaryVersion {
+				report("read model conversations: built by version %d, the code is version %d (run rebuild)", v, projection.SummaryVersion)
+			}
+			if v := cps["search"].version; v != searchVersion {
+				report("read model search: built by version %d, the code is version %d (run rebuild)", v, searchVersion)
+			}
+			rows, err := tx.Query(ctx, qSummaryAll)
+			if err != nil {
+				return err
+			}
+			live := map[string][]byte{}
+			for rows.Next() {
+				var id string
+				var raw []byte
+				if err := rows.Scan(&id, &raw); err != nil {
+					rows.Close()
+					return err
+				}
+				live[id] = raw
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			for _, id := range slices.Sorted(maps.Keys(sums)) {
+				want, _ := json.Marshal(sums[id])
+				got, ok := live[id]
+				switch {
+				case !ok:
+					report("conversation %q: no read model row (the log has %d events)", id, sums[id].Events)
+				case string(got) != string(want):
+					report("conversation %q: read model differs from the log: %s", id, diffJSON(got, want))
+				}
+				delete(live, id)
+			}
+			for _, id := range slices.Sorted(maps.Keys(live)) {
+				report("conversation %q: read model row without events", id)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres: verify: %w", err)
+	}
+	return problems, nil
+}
+
+// diffJSON names the top-level fields in which two JSON objects differ.
+func diffJSON(got, want []byte) string {
+	var g, w map[string]any
+	json.Unmarshal(got, &g)
+	json.Unmarshal(want, &w)
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(w)) {
+		gv, _ := json.Marshal(g[k])
+		wv, _ := json.Marshal(w[k])
+		if string(gv) != string(wv) {
+			out = append(out, fmt.Sprintf("%s is %s, the log says %s", k, gv, wv))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(g)) {
+		if _, ok := w[k]; !ok {
+			out = append(out, fmt.Sprintf("%s is set, the log has none", k))
+		}
+	}
+	return strings.Join(out, "; ")
+}

@@ -1,0 +1,844 @@
+package postgres
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/projection"
+	"github.com/chatlog/chatlog/repo"
+)
+
+// A write transaction goes in two round trips:
+//
+//  1. begin: BEGIN, the locks (the shared write lock, then the
+//     conversations' locks in key order), and every read the decisions
+//     need: the conversations' heads and read models, the events already
+//     stored under the keys of the events to append, the turns of the
+//     streams involved.
+//  2. commit: the insert of the new events, the read models, the turns,
+//     COMMIT.
+//
+// In between, everything is decided in Go against what begin read: under
+// its conversations' locks no other writer can change any of it, so seq
+// is head+1 without a table-wide lock, and a key found free stays free.
+// Event ids are the exception (unique across conversations, so another
+// conversation's writer may take one at the same moment): the unique index
+// then refuses the insert and the transaction runs again.
+
+// convKey names a row by conversation and key (request_id, or user
+// request id for turns).
+type convKey struct{ conv, key string }
+
+// storedEvent is an event found in the log, or staged in the transaction,
+// with its fingerprint.
+type storedEvent struct {
+	ev events.Event
+	fp []byte
+	// enc is a staged event's encoding (nil for one read from the log).
+	enc *events.Stored
+}
+
+// turn is a row of the turns table.
+type turn struct {
+	attempt      int
+	owner        string
+	leaseNS      int64
+	leaseExpires int64 // Unix ns
+	state        string
+	lastChunkAt  *int64
+	lastError    string
+}
+
+const (
+	turnRunning   = "running"
+	turnFailed    = "failed"
+	turnCompleted = "completed"
+)
+
+// plan is what a transaction locks and reads before it decides.
+type plan struct {
+	convs    []string
+	seen     map[string]bool
+	keys     []convKey // (conversation, request_id) lookups
+	ids      []string  // event id lookups
+	pairs    []convKey // turns
+	pairSeen map[convKey]bool
+	// streams are the chunks to read of user requests' attempts, for
+	// finishing them.
+	streams []streamKey
+}
+
+// streamKey names the chunks of one attempt at a user request.
+type streamKey struct {
+	conv, urid string
+	attempt    int
+}
+
+// merge adds what o plans.
+func (p *plan) merge(o *plan) {
+	for _, c := range o.convs {
+		p.conv(c)
+	}
+	p.keys = append(p.keys, o.keys...)
+	p.ids = append(p.ids, o.ids...)
+	for _, k := range o.pairs {
+		p.turn(k.conv, k.key)
+	}
+	p.streams = append(p.streams, o.streams...)
+}
+
+func (p *plan) conv(c string) {
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	if !p.seen[c] {
+		p.seen[c] = true
+		p.convs = append(p.convs, c)
+	}
+}
+
+func (p *plan) turn(conv, urid string) {
+	if p.pairSeen == nil {
+		p.pairSeen = map[convKey]bool{}
+	}
+	k := convKey{conv, urid}
+	if !p.pairSeen[k] {
+		p.pairSeen[k] = true
+		p.pairs = append(p.pairs, k)
+	}
+}
+
+// add plans what appending p needs: its conversation, its keys, and the
+// turn a chunk or a final message belongs to.
+func (p *plan) add(e *prepared) {
+	conv := e.ev.ConversationID
+	p.conv(conv)
+	if e.ev.RequestID != "" {
+		p.keys = append(p.keys, convKey{conv, e.ev.RequestID})
+	}
+	if e.callerID {
+		p.ids = append(p.ids, e.ev.ID)
+	}
+	switch {
+	case e.ev.Type == events.TypeAssistantDelta:
+		urid, _ := e.ev.ExtraString("user_request_id")
+		p.turn(conv, urid)
+	case e.ev.Type == events.TypeAssistantMessage && strings.HasPrefix(e.ev.RequestID, "assistant:"):
+		p.turn(conv, strings.TrimPrefix(e.ev.RequestID, "assistant:"))
+	}
+}
+
+// txn is one write transaction on one connection.
+type txn struct {
+	r    *Repo
+	conn *pgx.Conn
+
+	heads   map[string]int64
+	sums    map[string]*repo.Summary // nil: no read model yet
+	byKey   map[convKey]*storedEvent
+	byID    map[string]*storedEvent
+	fetched map[convKey]bool // keys looked up; conv "" for ids
+	turns   map[convKey]*turn
+	// chunkRows are the stored chunks of the streams begin read.
+	chunkRows map[streamKey][]events.Event
+
+	staged    []*storedEvent
+	completes []convKey
+	queued    []queuedStmt
+	journal   []func()
+	touched   map[string]struct{}
+	// loading is set while the bulk path (AppendEach) stages.
+	loading bool
+	began   bool
+}
+
+// queuedStmt is a statement a caller adds to the commit round trip.
+type queuedStmt struct {
+	sql  string
+	args []any
+}
+
+func (r *Repo) newTxn(conn *pgx.Conn) *txn {
+	return &txn{
+		r: r, conn: conn,
+		heads: map[string]int64{}, sums: map[string]*repo.Summary{},
+		byKey: map[convKey]*storedEvent{}, byID: map[string]*storedEvent{},
+		fetched: map[convKey]bool{}, turns: map[convKey]*turn{}, chunkRows: map[streamKey][]events.Event{},
+		touched: map[string]struct{}{},
+	}
+}
+
+// begin opens the transaction, takes the locks and reads what p names.
+func (t *txn) begin(ctx context.Context, p *plan) error {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(qLockShared, t.r.writeLockKey())
+	b.Queue(qLockConvs, t.r.convLockKeys(p.convs))
+	b.Queue(qHeads, p.convs)
+	lookups := t.queueLookup(b, p.keys, p.ids)
+	if len(p.pairs) > 0 {
+		b.Queue(qTurnsGet, column(p.pairs, 0), column(p.pairs, 1))
+	}
+	var streams []streamKey
+	for _, k := range p.streams {
+		if _, ok := t.chunkRows[k]; !ok && !slices.Contains(streams, k) {
+			streams = append(streams, k)
+			prefix, upper := chunkKeyRange(k)
+			b.Queue(qChunksByKey, k.conv, prefix, upper)
+		}
+	}
+	t.began = true
+	br := t.conn.SendBatch(ctx, b)
+	err := func() error {
+		for range 3 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var (
+				conv    string
+				head    int64
+				summary []byte
+			)
+			if err := rows.Scan(&conv, &head, &summary); err != nil {
+				rows.Close()
+				return err
+			}
+			t.heads[conv] = head
+			if summary != nil {
+				s := &repo.Summary{}
+				if err := json.Unmarshal(summary, s); err != nil {
+					rows.Close()
+					return fmt.Errorf("decode summary of %q: %w", conv, err)
+				}
+				t.sums[conv] = s
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if lookups {
+			if err := t.readLookup(br); err != nil {
+				return err
+			}
+		}
+		if len(p.pairs) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			for _, k := range p.pairs {
+				t.turns[k] = nil
+			}
+			for rows.Next() {
+				var k convKey
+				tr := &turn{}
+				if err := rows.Scan(&k.conv, &k.key, &tr.attempt, &tr.owner, &tr.leaseNS, &tr.leaseExpires, &tr.state, &tr.lastChunkAt, &tr.lastError); err != nil {
+					rows.Close()
+					return err
+				}
+				t.turns[k] = tr
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		for _, k := range streams {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			chunks, err := collectEvents(rows)
+			if err != nil {
+				return err
+			}
+			t.chunkRows[k] = slices.DeleteFunc(chunks, k.other)
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.rollback()
+		return err
+	}
+	return nil
+}
+
+// chunkKeyRange returns the range of request_ids that holds the chunk
+// keys (repo.ChunkRequestID) of k: [prefix, prefix with its last ':'
+// raised to ';'), bytewise (the keys are COLLATE "C").
+func chunkKeyRange(k streamKey) (string, string) {
+	prefix := "delta:" + k.urid + ":"
+	if k.attempt > 0 {
+		prefix += strconv.Itoa(k.attempt) + ":" // only this attempt's keys
+	}
+	return prefix, prefix[:len(prefix)-1] + ";"
+}
+
+// other reports whether a chunk belongs to another stream than k (a key
+// range can hold another request's keys: "u" and "u:1").
+func (k streamKey) other(e events.Event) bool {
+	u, _ := e.ExtraString("user_request_id")
+	a, _ := e.ExtraInt("attempt")
+	return u != k.urid || int(a) != k.attempt
+}
+
+// chunks returns the chunks of a user request's attempt in seq order:
+// those stored (read by begin, or now) and those staged in this
+// transaction.
+func (t *txn) chunks(ctx context.Context, k streamKey) ([]events.Event, error) {
+	stored, ok := t.chunkRows[k]
+	if !ok {
+		prefix, upper := chunkKeyRange(k)
+		evs, err := t.query(ctx, qChunksByKey, k.conv, prefix, upper)
+		if err != nil {
+			return nil, err
+		}
+		stored = slices.DeleteFunc(evs, k.other)
+		t.chunkRows[k] = stored
+	}
+	out := slices.Clone(stored)
+	for _, s := range t.staged {
+		if s.ev.Type == events.TypeAssistantDelta && s.ev.ConversationID == k.conv && !k.other(s.ev) {
+			out = append(out, s.ev)
+		}
+	}
+	if len(out) == 0 {
+		// Chunks stored under other keys (hand-made logs): a scan of
+		// the conversation, only when the key range finds none.
+		evs, err := t.query(ctx, qChunksScan, k.conv)
+		if err != nil {
+			return nil, err
+		}
+		out = slices.DeleteFunc(evs, k.other)
+	}
+	slices.SortFunc(out, func(a, b events.Event) int { return cmp.Compare(a.Seq, b.Seq) })
+	return out, nil
+}
+
+// queueLookup queues the look-up of the keys and ids not looked up yet,
+// and reports whether it queued one.
+func (t *txn) queueLookup(b *pgx.Batch, keys []convKey, ids []string) bool {
+	var convs, rids, idList []string
+	for _, k := range keys {
+		if !t.fetched[k] {
+			t.fetched[k] = true
+			convs, rids = append(convs, k.conv), append(rids, k.key)
+		}
+	}
+	for _, id := range ids {
+		if k := (convKey{"", id}); !t.fetched[k] {
+			t.fetched[k] = true
+			idList = append(idList, id)
+		}
+	}
+	if len(convs) == 0 && len(idList) == 0 {
+		return false
+	}
+	b.Queue(qByKeys, convs, rids, idList)
+	return true
+}
+
+func (t *txn) readLookup(br pgx.BatchResults) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var fp []byte
+		e, err := scanEvent(rows, &fp)
+		if err != nil {
+			return err
+		}
+		se := &storedEvent{ev: e, fp: fp}
+		if e.RequestID != "" {
+			t.byKey[convKey{e.ConversationID, e.RequestID}] = se
+		}
+		t.byID[e.ID] = se
+	}
+	return rows.Err()
+}
+
+// lookup reads, inside the transaction, the events stored under the keys
+// of ps that begin did not look up (events a Finish builds).
+func (t *txn) lookup(ctx context.Context, ps []*prepared) error {
+	var keys []convKey
+	var ids []string
+	for _, p := range ps {
+		if p.err != nil {
+			continue
+		}
+		if p.ev.RequestID != "" {
+			keys = append(keys, convKey{p.ev.ConversationID, p.ev.RequestID})
+		}
+		if p.callerID {
+			ids = append(ids, p.ev.ID)
+		}
+	}
+	b := &pgx.Batch{}
+	if !t.queueLookup(b, keys, ids) {
+		return nil
+	}
+	br := t.conn.SendBatch(ctx, b)
+	err := t.readLookup(br)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// query runs a read inside the transaction.
+func (t *txn) query(ctx context.Context, sql string, args ...any) ([]events.Event, error) {
+	rows, err := t.conn.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collectEvents(rows)
+}
+
+// queue adds a statement to the commit round trip, after the event writes.
+func (t *txn) queue(sql string, args ...any) {
+	n := len(t.queued)
+	t.queued = append(t.queued, queuedStmt{sql: sql, args: args})
+	t.journal = append(t.journal, func() { t.queued = t.queued[:n] })
+}
+
+func (t *txn) rollback() {
+	if t.began && !t.conn.IsClosed() && t.conn.PgConn().TxStatus() != 'I' {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		t.conn.Exec(ctx, "ROLLBACK")
+	}
+}
+
+// mark returns the journal position to undo staging back to.
+func (t *txn) mark() int { return len(t.journal) }
+
+// undo reverts staging done since mark, newest first.
+func (t *txn) undo(mark int) {
+	for i := len(t.journal) - 1; i >= mark; i-- {
+		t.journal[i]()
+	}
+	t.journal = t.journal[:mark]
+}
+
+// Staging: the writer's decisions, made in Go against what begin read.
+
+// checkChunk refuses a chunk from an attempt that does not hold its turn.
+func (t *txn) checkChunk(p *prepared) error {
+	urid, _ := p.ev.ExtraString("user_request_id")
+	attempt, _ := p.ev.ExtraInt("attempt")
+	tr := t.turns[convKey{p.ev.ConversationID, urid}]
+	holder := 0
+	if tr != nil {
+		holder = tr.attempt
+	}
+	// A finished stream takes no more chunks, begun as a turn or not:
+	// they would come after the reply and never be folded.
+	if int(attempt) != holder || (tr != nil && tr.state != turnRunning) {
+		return &repo.StaleAttemptError{ConversationID: p.ev.ConversationID, UserRequestID: urid, Attempt: int(attempt), Holder: holder, Closed: closed(tr)}
+	}
+	return nil
+}
+
+// closed names the state of a turn that takes no more writes ("" while
+// it runs or when there is no turn).
+func closed(t *turn) string {
+	if t == nil || t.state == turnRunning {
+		return ""
+	}
+	return t.state
+}
+
+// lookupStored finds the event already stored under p's request_id (or
+// caller-supplied id). found with a nil error means a duplicate; a stored
+// event with another payload is a *repo.ConflictError.
+func (t *txn) lookupStored(p *prepared) (events.Event, bool, error) {
+	if p.ev.RequestID != "" {
+		if s := t.byKey[convKey{p.ev.ConversationID, p.ev.RequestID}]; s != nil {
+			return s.ev, true, checkDuplicate(p, s, p.ev.RequestID)
+		}
+	}
+	if p.callerID {
+		if s := t.byID[p.ev.ID]; s != nil {
+			if s.ev.ConversationID != p.ev.ConversationID || s.ev.RequestID != p.ev.RequestID {
+				// The id names another request: acknowledging it as a
+				// duplicate would leave the caller's key unstored.
+				return events.Event{}, false, &repo.ConflictError{Key: "id:" + p.ev.ID, Stored: s.ev}
+			}
+			return s.ev, true, checkDuplicate(p, s, "id:"+p.ev.ID)
+		}
+	}
+	return events.Event{}, false, nil
+}
+
+func checkDuplicate(p *prepared, s *storedEvent, key string) error {
+	if !bytes.Equal(s.fp, p.fp[:]) {
+		return &repo.ConflictError{Key: key, Stored: s.ev}
+	}
+	return nil
+}
+
+// storedOr answers a request whose condition failed: with the stored event
+// when it is a retry of one (idempotency wins over a stale expectation),
+// else with err.
+func (t *txn) storedOr(p *prepared, err error) (repo.Result, error) {
+	stored, found, lerr := t.lookupStored(p)
+	switch {
+	case lerr != nil:
+		return repo.Result{}, lerr
+	case found:
+		return repo.Result{Event: stored, Outcome: repo.Duplicate}, nil
+	}
+	return repo.Result{}, err
+}
+
+// appendOne stages one event unless it is already stored.
+func (t *txn) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, error) {
+	if p.err != nil {
+		return repo.Result{}, p.err
+	}
+	conv := p.ev.ConversationID
+	if p.ev.Type == events.TypeAssistantDelta && !t.loading {
+		if err := t.checkChunk(p); err != nil {
+			return t.storedOr(p, err)
+		}
+	}
+	head := t.heads[conv]
+	want, expecting := opts.Expected.Seq()
+	switch {
+	case expecting && want != head:
+		return t.storedOr(p, &repo.SeqConflictError{ConversationID: conv, Expected: want, Actual: head})
+	case opts.KeepSeq && p.ev.Seq != head+1:
+		return t.storedOr(p, &repo.SeqConflictError{ConversationID: conv, Expected: p.ev.Seq - 1, Actual: head})
+	}
+	stored, found, err := t.lookupStored(p)
+	if err != nil || found {
+		return repo.Result{Event: stored, Outcome: repo.Duplicate}, err
+	}
+	ev := p.ev
+	if !opts.KeepSeq {
+		ev.Seq = head + 1
+	}
+	t.stage(p, ev)
+	return repo.Result{Event: ev, Outcome: repo.Appended}, nil
+}
+
+// stage records a new event in the transaction: its seq is the head now,
+// its keys are taken, and a final message closes its turn at once (later
+// chunks in the same transaction must see that).
+func (t *txn) stage(p *prepared, ev events.Event) {
+	conv := ev.ConversationID
+	se := &storedEvent{ev: ev, fp: p.fp[:], enc: &p.stored}
+	oldHead := t.heads[conv]
+	t.heads[conv] = ev.Seq
+	t.staged = append(t.staged, se)
+	t.journal = append(t.journal, func() {
+		t.heads[conv] = oldHead
+		t.staged = t.staged[:len(t.staged)-1]
+	})
+	if ev.RequestID != "" {
+		k := convKey{conv, ev.RequestID}
+		old := t.byKey[k]
+		t.byKey[k] = se
+		t.journal = append(t.journal, func() { t.byKey[k] = old })
+	}
+	old, hadID := t.byID[ev.ID]
+	t.byID[ev.ID] = se
+	t.journal = append(t.journal, func() {
+		if hadID {
+			t.byID[ev.ID] = old
+		} else {
+			delete(t.byID, ev.ID)
+		}
+	})
+	if ev.Type == events.TypeAssistantMessage && strings.HasPrefix(ev.RequestID, "assistant:") {
+		k := convKey{conv, strings.TrimPrefix(ev.RequestID, "assistant:")}
+		n := len(t.completes)
+		t.completes = append(t.completes, k)
+		tr, had := t.turns[k]
+		if tr != nil {
+			done := *tr
+			done.state, done.leaseExpires = turnCompleted, 0
+			t.turns[k] = &done
+		}
+		t.journal = append(t.journal, func() {
+			t.completes = t.completes[:n]
+			if had {
+				t.turns[k] = tr
+			} else {
+				delete(t.turns, k)
+			}
+		})
+	}
+}
+
+// commit writes what was staged and what was queued, and commits. It
+// returns the positions the insert drew, by event id.
+func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
+	b := &pgx.Batch{}
+	inserts := len(t.staged) > 0
+	if inserts {
+		t.queueInsert(b)
+		if err := t.queueReadModels(b); err != nil {
+			t.rollback()
+			return nil, err
+		}
+		t.queueStreams(b)
+	}
+	if len(t.completes) > 0 {
+		b.Queue(qTurnsComplete, column(t.completes, 0), column(t.completes, 1))
+	}
+	for _, q := range t.queued {
+		b.Queue(q.sql, q.args...)
+	}
+	b.Queue("COMMIT")
+	pid := t.conn.PgConn().PID()
+	br := t.conn.SendBatch(ctx, b)
+	pos := make(map[string]int64, len(t.staged))
+	err := func() error {
+		if inserts {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var id string
+				var p int64
+				if err := rows.Scan(&id, &p); err != nil {
+					rows.Close()
+					return err
+				}
+				pos[id] = p
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		for range b.Len() - 1 - boolInt(inserts) {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) && t.conn.IsClosed() && len(t.staged) > 0 {
+			// The connection broke with COMMIT maybe on its way: the
+			// transaction may have committed. Ask the database.
+			committed, rerr := t.r.settle(pid, t.staged[0].ev.ID)
+			if rerr != nil {
+				return nil, fmt.Errorf("%w (the commit's outcome is unknown: %v)", err, rerr)
+			}
+			if committed {
+				return t.readPositions(ctx)
+			}
+		}
+		t.rollback()
+		return nil, err
+	}
+	for _, s := range t.staged {
+		t.touched[s.ev.ConversationID] = struct{}{}
+	}
+	if len(t.touched) > 0 {
+		t.r.notify.wake(t.touched)
+		t.r.publish(t.touched)
+	}
+	return pos, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// readPositions reads, after the fact, the positions of a transaction's
+// events whose commit was answered by a broken connection.
+func (t *txn) readPositions(ctx context.Context) (map[string]int64, error) {
+	pos := make(map[string]int64, len(t.staged))
+	ids := make([]string, len(t.staged))
+	for i, s := range t.staged {
+		ids[i] = s.ev.ID
+	}
+	err := t.r.read(context.WithoutCancel(ctx), func(c *pgxpool.Conn) error {
+		rows, err := c.Query(ctx, qPositions, ids)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			var p int64
+			if err := rows.Scan(&id, &p); err != nil {
+				return err
+			}
+			pos[id] = p
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range t.staged {
+		t.touched[s.ev.ConversationID] = struct{}{}
+	}
+	t.r.notify.wake(t.touched)
+	t.r.publish(t.touched)
+	return pos, nil
+}
+
+// queueInsert queues the insert of the staged events, in staging order.
+func (t *txn) queueInsert(b *pgx.Batch) {
+	n := len(t.staged)
+	var (
+		ids, convs, types, roles, extras = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		seqs, ats                        = make([]int64, n), make([]int64, n)
+		versions                         = make([]int32, n)
+		contents, parts                  = make([]pgtype.Text, n), make([]pgtype.Text, n)
+		bodies, fps                      = make([][]byte, n), make([][]byte, n)
+	)
+	for i, s := range t.staged {
+		e, st := &s.ev, s.enc
+		ids[i], convs[i], types[i], roles[i] = e.ID, e.ConversationID, string(e.Type), string(e.Role)
+		seqs[i], ats[i], versions[i] = e.Seq, e.CreatedAt.UnixNano(), int32(e.SchemaVersion)
+		contents[i] = pgtype.Text{String: st.Text, Valid: st.TextSet}
+		parts[i] = pgtype.Text{String: st.PartsText, Valid: st.PartsText != ""}
+		bodies[i], extras[i], fps[i] = st.Body, string(st.Extra), s.fp
+	}
+	b.Queue(qInsert, ids, convs, seqs, types, versions, ats, roles, contents, bodies, extras, fps, parts)
+}
+
+// queueReadModels folds the staged events into their conversations' read
+// models and queues the upsert of those that changed.
+func (t *txn) queueReadModels(b *pgx.Batch) error {
+	var order []string
+	dirty := map[string]*repo.Summary{}
+	for _, s := range t.staged {
+		e := &s.ev
+		if e.Type == events.TypeAssistantDelta {
+			continue // chunks leave summaries alone (projection.Summarize)
+		}
+		sum, ok := dirty[e.ConversationID]
+		if !ok {
+			sum = &repo.Summary{}
+			if old := t.sums[e.ConversationID]; old != nil {
+				*sum = *old
+			}
+			dirty[e.ConversationID] = sum
+			order = append(order, e.ConversationID)
+		}
+		projection.Summarize(sum, e)
+	}
+	if len(order) == 0 {
+		return nil
+	}
+	n := len(order)
+	convs, users, sources, titles, jsons := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	actives, ended := make([]int64, n), make([]bool, n)
+	for i, id := range order {
+		s := dirty[id]
+		j, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		convs[i], users[i], sources[i], titles[i] = id, noNUL(s.User), noNUL(s.Source), noNUL(s.Title)
+		actives[i], ended[i], jsons[i] = s.LastActiveAt.UnixNano(), s.Ended, string(j)
+	}
+	b.Queue(qSummaryPuts, convs, actives, users, sources, titles, ended, jsons)
+	return nil
+}
+
+// queueStreams records, once per stream, the chunks the transaction
+// wrote: a new stream's row, a later attempt, or a last chunk at least
+// repo.StreamTimeResolution newer than the row says (sweeps wait minutes;
+// rewriting the row at every commit would cost more than the chunks).
+func (t *txn) queueStreams(b *pgx.Batch) {
+	type stream struct {
+		lastAt  int64
+		attempt int64
+	}
+	var order []convKey
+	streams := map[convKey]*stream{}
+	for _, s := range t.staged {
+		e := &s.ev
+		if e.Type != events.TypeAssistantDelta {
+			continue
+		}
+		urid, _ := e.ExtraString("user_request_id")
+		attempt, _ := e.ExtraInt("attempt")
+		k := convKey{e.ConversationID, urid}
+		st := streams[k]
+		if st == nil {
+			st = &stream{}
+			streams[k] = st
+			order = append(order, k)
+		}
+		st.lastAt = max(st.lastAt, e.CreatedAt.UnixNano())
+		st.attempt = max(st.attempt, attempt)
+	}
+	var convs, urids []string
+	var attempts []int32
+	var ats []int64
+	for _, k := range order {
+		st := streams[k]
+		if tr := t.turns[k]; tr != nil && tr.lastChunkAt != nil &&
+			*tr.lastChunkAt > st.lastAt-int64(repo.StreamTimeResolution) && int64(tr.attempt) >= st.attempt {
+			continue
+		}
+		convs, urids = append(convs, k.conv), append(urids, k.key)
+		attempts, ats = append(attempts, int32(st.attempt)), append(ats, st.lastAt)
+	}
+	if len(convs) > 0 {
+		b.Queue(qTurnsChunks, convs, urids, attempts, ats, t.r.opts.Now().UnixNano())
+	}
+}
+
+// noNUL replaces NUL bytes, which PostgreSQL text cannot hold, in a value
+// kept only for filtering (the summary's JSON keeps the original).
+func noNUL(s string) string {
+	if strings.IndexByte(s, 0) < 0 {
+		return s
+	}
+	return strings.ReplaceAll(s, "\x00", "\uFFFD")
+}
+
+// column returns one side of a list of key pairs.
+func column(ks []convKey, i int) []string {
+	out := make([]string, len(ks))
+	for j, k := range ks {
+		if i == 0 {
+			out[j] = k.conv
+		} else {
+			out[j] = k.key
+		}
+	}
+	return out
+}
