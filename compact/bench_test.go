@@ -9,7 +9,9 @@ import (
 
 	"github.com/chatlog/chatlog/compact"
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/repo"
+	"github.com/chatlog/chatlog/repo/sqlite"
 )
 
 // token is a chunk's text: a few characters, as a model streams them.
@@ -21,7 +23,7 @@ func token(i int) string { return fmt.Sprintf(" tok%04d", i) }
 func BenchmarkFinish2000(b *testing.B) {
 	const chunks = 2000
 	ctx := context.Background()
-	r := open(b)
+	r := storetest.SQLite.Open(b).(*sqlite.Repo)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		urid := fmt.Sprintf("u%d", i)
@@ -54,7 +56,7 @@ func BenchmarkChunks256x200(b *testing.B) {
 		perStream = 200
 	)
 	ctx := context.Background()
-	r := open(b)
+	r := storetest.SQLite.Open(b).(*sqlite.Repo)
 	var commits int64
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()

@@ -3,26 +3,20 @@ package compact_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/chatlog/chatlog/compact"
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/projection"
 	"github.com/chatlog/chatlog/repo"
-	"github.com/chatlog/chatlog/repo/sqlite"
 )
 
-// open opens a fresh file database, closed when the test ends.
-func open(t testing.TB) *sqlite.Repo {
+// open opens a fresh store of backend b, closed when the test ends.
+func open(t testing.TB, b storetest.Backend) repo.Repo {
 	t.Helper()
-	r, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "chatlog.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
+	return b.Open(t)
 }
 
 func user(conv, rid, text string) events.Event {
@@ -86,9 +80,11 @@ func reply(t testing.TB, r repo.Repo, conv, urid string) events.Event {
 // TestSweep: streams that stopped are finished as interrupted with what
 // they have, their tool calls answered; finished streams and fresh ones
 // are left alone, and a second sweep finds nothing.
-func TestSweep(t *testing.T) {
+func TestSweep(t *testing.T) { storetest.Run(t, testSweep) }
+
+func testSweep(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := open(t)
+	r := open(t, b)
 
 	// A stream without a turn, cut off in the middle of a tool call.
 	mustAppend(t, r, user("c", "u1", "weather in Oslo?"))
@@ -258,9 +254,11 @@ func TestSweep(t *testing.T) {
 
 // TestFinishGap: a stream with a missing chunk does not finish (nothing is
 // written) until the chunk arrives.
-func TestFinishGap(t *testing.T) {
+func TestFinishGap(t *testing.T) { storetest.Run(t, testFinishGap) }
+
+func testFinishGap(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := open(t)
+	r := open(t, b)
 	begin(t, r, "c", "u1", 1, time.Minute)
 	mustAppend(t, r, compact.Chunk("c", "u1", 1, 0, "a"))
 	mustAppend(t, r, compact.Chunk("c", "u1", 1, 2, "c"))

@@ -5,14 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/repo"
-	"github.com/chatlog/chatlog/repo/sqlite"
 )
 
 var seedFlag = flag.Uint64("dedupe.seed", 0, "seed for the randomised turn tests (0: pick one and log it)")
@@ -29,23 +28,10 @@ func seed(tb testing.TB) uint64 {
 	return s
 }
 
-// openRepo opens a file database in a fresh temporary directory (name
-// "turns.db") or at path, closed when the test ends.
-func openRepo(tb testing.TB, path string) *sqlite.Repo {
+// openRepo opens a fresh store of backend b, closed when the test ends.
+func openRepo(tb testing.TB, b storetest.Backend) storetest.Store {
 	tb.Helper()
-	if path == "" {
-		path = filepath.Join(tb.TempDir(), "turns.db")
-	}
-	r, err := sqlite.Open(context.Background(), path, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			tb.Errorf("close: %v", err)
-		}
-	})
-	return r
+	return b.Open(tb)
 }
 
 // userMessage is the user message of request urid. Its content depends only

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/chatlog/chatlog/compact"
 	"github.com/chatlog/chatlog/dedupe"
+	"github.com/chatlog/chatlog/internal/storetest"
 )
 
 // takeover is the parent's turn for one request after its holder stopped:
@@ -76,14 +76,16 @@ type dead struct {
 // first takeover is itself done by a child that gets killed too. The final
 // message of each request is folded from the last attempt's chunks only;
 // the dead attempts' chunks stay in the log as they were acknowledged.
-func TestRunner_Turn_KillNine(t *testing.T) {
+func TestRunner_Turn_KillNine(t *testing.T) { storetest.Run(t, testRunner_Turn_KillNine) }
+
+func testRunner_Turn_KillNine(t *testing.T, b storetest.Backend) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
 	rng := rand.New(rand.NewPCG(seed(t), 2))
 	const lease = 300 * time.Millisecond
-	db := filepath.Join(t.TempDir(), "kill.db")
-	r := openRepo(t, db)
+	db := b.New(t)
+	r := storetest.OpenAt(t, db)
 	probe := &dedupe.Runner{Store: r, Owner: "parent-probe", Lease: lease}
 	taker := &dedupe.Runner{Store: r, Owner: "parent", Lease: lease, Wait: true, PollInterval: 10 * time.Millisecond}
 
@@ -277,12 +279,16 @@ func TestRunner_Turn_KillNine(t *testing.T) {
 // wait is bounded by the caller's context. Neither runs the model, and the
 // holder streams on unharmed.
 func TestRunner_Turn_InFlightElsewhere(t *testing.T) {
+	storetest.Run(t, testRunner_Turn_InFlightElsewhere)
+}
+
+func testRunner_Turn_InFlightElsewhere(t *testing.T, b storetest.Backend) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
 	const lease = 2 * time.Second
-	db := filepath.Join(t.TempDir(), "inflight.db")
-	r := openRepo(t, db)
+	db := b.New(t)
+	r := storetest.OpenAt(t, db)
 	c := startChild(t, "stream", db, streamSpec{
 		Tag: "H", Conv: "c1", Reqs: []string{"u1"}, Lease: lease, Poll: 10 * time.Millisecond,
 		Chunks: 100000, MinGap: 10 * time.Millisecond, MaxGap: 30 * time.Millisecond, Seed: 1,
@@ -358,14 +364,16 @@ func TestRunner_Turn_InFlightElsewhere(t *testing.T) {
 // the parent take over once the lease expired and finish, then resumes the
 // holder: its next write or heartbeat finds the turn lost, its Turn returns
 // ErrLostTurn, and nothing it writes after the takeover is stored.
-func TestRunner_Turn_PausedHolder(t *testing.T) {
+func TestRunner_Turn_PausedHolder(t *testing.T) { storetest.Run(t, testRunner_Turn_PausedHolder) }
+
+func testRunner_Turn_PausedHolder(t *testing.T, b storetest.Backend) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
 	rng := rand.New(rand.NewPCG(seed(t), 3))
 	const lease, rounds = 300 * time.Millisecond, 3
-	db := filepath.Join(t.TempDir(), "paused.db")
-	r := openRepo(t, db)
+	db := b.New(t)
+	r := storetest.OpenAt(t, db)
 	taker := &dedupe.Runner{Store: r, Owner: "parent", Lease: lease, Wait: true, PollInterval: 10 * time.Millisecond}
 	fenced := 0
 	for round := range rounds {

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,8 +20,8 @@ import (
 
 	"github.com/chatlog/chatlog/compact"
 	"github.com/chatlog/chatlog/dedupe"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/repo"
-	"github.com/chatlog/chatlog/repo/sqlite"
 )
 
 // These tests run copies of the test binary as child processes: the child
@@ -63,11 +62,11 @@ func (e *emitter) emit(v any) {
 	os.Stdout.Write(append(b, '\n'))
 }
 
-func childSetup(spec any) (*sqlite.Repo, error) {
+func childSetup(spec any) (storetest.Store, error) {
 	if err := json.Unmarshal([]byte(os.Getenv(envSpec)), spec); err != nil {
 		return nil, fmt.Errorf("bad spec: %w", err)
 	}
-	return sqlite.Open(context.Background(), os.Getenv(envDB), nil)
+	return storetest.OpenLocation(context.Background(), os.Getenv(envDB))
 }
 
 // --- Many processes, the same requests ---
@@ -271,7 +270,9 @@ func (c *child) kill(t *testing.T) [][]byte {
 // more, ask for the same requests at once. Each request's model runs
 // exactly once across all of them, every caller gets the same reply, and
 // the log holds one reply per request folded from one attempt's chunks.
-func TestRunner_Turn_Processes(t *testing.T) {
+func TestRunner_Turn_Processes(t *testing.T) { storetest.Run(t, testRunner_Turn_Processes) }
+
+func testRunner_Turn_Processes(t *testing.T, b storetest.Backend) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
@@ -279,8 +280,8 @@ func TestRunner_Turn_Processes(t *testing.T) {
 	const procs, workers, parentWorkers, convs = 3, 32, 8, 5
 	lease, poll := 2*time.Second, 10*time.Millisecond
 	n := processRequests
-	db := filepath.Join(t.TempDir(), "shared.db")
-	r := openRepo(t, db) // creates the schema before the children race
+	db := b.New(t)
+	r := storetest.OpenAt(t, db) // creates the schema before the children race
 
 	children := make([]*child, procs)
 	for p := range procs {

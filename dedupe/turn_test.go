@@ -16,6 +16,7 @@ import (
 	"github.com/chatlog/chatlog/compact"
 	"github.com/chatlog/chatlog/dedupe"
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/repo"
 )
 
@@ -31,11 +32,13 @@ type ran struct {
 // replies recorded by others). Each request's model run happens exactly
 // once, every caller gets the same reply, and the reply is what the run
 // wrote.
-func TestRunner_Turn_Concurrent(t *testing.T) {
+func TestRunner_Turn_Concurrent(t *testing.T) { storetest.Run(t, testRunner_Turn_Concurrent) }
+
+func testRunner_Turn_Concurrent(t *testing.T, b storetest.Backend) {
 	rng := rand.New(rand.NewPCG(seed(t), 1))
 	const goroutines, convs = 32, 5
 	n := concurrentRequests
-	r := openRepo(t, "")
+	r := openRepo(t, b)
 	runner := &dedupe.Runner{Store: r, Owner: "test", Lease: 10 * time.Second}
 	conv := func(i int) string { return "c" + strconv.Itoa(i%convs) }
 	urid := func(i int) string { return "u" + strconv.Itoa(i) }
@@ -134,7 +137,9 @@ func TestRunner_Turn_Concurrent(t *testing.T) {
 }
 
 // TestRunner_Turn_RunError checks how a failed run ends its attempt.
-func TestRunner_Turn_RunError(t *testing.T) {
+func TestRunner_Turn_RunError(t *testing.T) { storetest.Run(t, testRunner_Turn_RunError) }
+
+func testRunner_Turn_RunError(t *testing.T, b storetest.Backend) {
 	// A long lease: a turn that was not released would be in flight for
 	// the whole test, and the retries below do not wait.
 	const lease = time.Minute
@@ -193,7 +198,7 @@ func TestRunner_Turn_RunError(t *testing.T) {
 	}
 
 	t.Run("Recorded", func(t *testing.T) {
-		r := openRepo(t, "")
+		r := openRepo(t, b)
 		runner := &dedupe.Runner{Store: r, Owner: "test", Lease: lease}
 		msg := userMessage("c1", "u-fail")
 		errModel := errors.New("model overloaded (529)")
@@ -229,7 +234,7 @@ func TestRunner_Turn_RunError(t *testing.T) {
 	})
 
 	t.Run("Invalid", func(t *testing.T) {
-		r := openRepo(t, "")
+		r := openRepo(t, b)
 		runner := &dedupe.Runner{Store: r, Owner: "test", Lease: lease}
 		msg := userMessage("c1", "u-invalid")
 		var calls atomic.Int32
@@ -250,8 +255,10 @@ func TestRunner_Turn_RunError(t *testing.T) {
 
 // TestRunner_Turn_FirstCallerGone: a run shared by several callers goes on
 // when the first caller's context ends; the others get the reply.
-func TestRunner_Turn_FirstCallerGone(t *testing.T) {
-	r := openRepo(t, "")
+func TestRunner_Turn_FirstCallerGone(t *testing.T) { storetest.Run(t, testRunner_Turn_FirstCallerGone) }
+
+func testRunner_Turn_FirstCallerGone(t *testing.T, b storetest.Backend) {
+	r := openRepo(t, b)
 	runner := &dedupe.Runner{Store: r, Owner: "test", Lease: time.Minute}
 	msg := userMessage("c1", "u1")
 	started, release := make(chan struct{}), make(chan struct{})
@@ -300,8 +307,12 @@ func TestRunner_Turn_FirstCallerGone(t *testing.T) {
 // allows; one caller giving up does not end the others' wait. (Once, the
 // wait was bounded by the first caller's context.)
 func TestRunner_Turn_WaitersShareTheFirstDeadline(t *testing.T) {
+	storetest.Run(t, testRunner_Turn_WaitersShareTheFirstDeadline)
+}
+
+func testRunner_Turn_WaitersShareTheFirstDeadline(t *testing.T, b storetest.Backend) {
 	const lease = 500 * time.Millisecond
-	r := openRepo(t, "")
+	r := openRepo(t, b)
 	msg := userMessage("c1", "u1")
 	// Another process holds the turn: a lease in the store.
 	st, err := r.BeginTurn(t.Context(), repo.BeginTurn{UserMessage: msg, Owner: "elsewhere", Lease: lease})
@@ -340,7 +351,11 @@ func TestRunner_Turn_WaitersShareTheFirstDeadline(t *testing.T) {
 // its chunks pause for longer than the idle time (a slow tool call, a model
 // thinking). (Once, Streams listed running turns by last chunk alone.)
 func TestRunner_Turn_SweepSparesLiveLease(t *testing.T) {
-	r := openRepo(t, "")
+	storetest.Run(t, testRunner_Turn_SweepSparesLiveLease)
+}
+
+func testRunner_Turn_SweepSparesLiveLease(t *testing.T, b storetest.Backend) {
+	r := openRepo(t, b)
 	runner := &dedupe.Runner{Store: r, Owner: "test", Lease: 10 * time.Second}
 	swept := make(chan struct{})
 	done := make(chan error, 1)
@@ -373,7 +388,7 @@ func TestRunner_Turn_SweepSparesLiveLease(t *testing.T) {
 // BenchmarkTurnRetry measures a retry of a turn that was answered: Turn on
 // a completed request returns the recorded reply.
 func BenchmarkTurnRetry(b *testing.B) {
-	r := openRepo(b, "")
+	r := openRepo(b, storetest.SQLite)
 	runner := &dedupe.Runner{Store: r, Owner: "bench"}
 	ctx := context.Background()
 	msg := userMessage("c1", "u1")

@@ -1,4 +1,4 @@
-package sqlite_test
+package repo_test
 
 import (
 	"bufio"
@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,20 +17,21 @@ import (
 	"time"
 
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/repo"
-	"github.com/chatlog/chatlog/repo/sqlite"
 )
 
 // These tests run copies of the test binary as child processes: the child
-// side is TestMain, selected by environment variables.
+// side is TestMain, selected by environment variables. Each runs against
+// every backend (internal/storetest).
 
 const (
-	envChild = "CHATLOG_SQLITE_CHILD" // "append": run appendChild
-	envDB    = "CHATLOG_SQLITE_CHILD_DB"
-	envSpec  = "CHATLOG_SQLITE_CHILD_SPEC"
+	envChild = "CHATLOG_REPO_CHILD" // "append": run appendChild
+	envDB    = "CHATLOG_REPO_CHILD_DB"
+	envSpec  = "CHATLOG_REPO_CHILD_SPEC"
 )
 
-var seedFlag = flag.Uint64("sqlite.seed", 0, "seed for randomised process tests (0: pick one and log it)")
+var seedFlag = flag.Uint64("repo.seed", 0, "seed for randomised process tests (0: pick one and log it)")
 
 func TestMain(m *testing.M) {
 	if os.Getenv(envChild) == "append" {
@@ -82,7 +82,7 @@ func appendChild() int {
 		return 2
 	}
 	ctx := context.Background()
-	r, err := sqlite.Open(ctx, os.Getenv(envDB), nil)
+	r, err := storetest.OpenLocation(ctx, os.Getenv(envDB))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: open:", err)
 		return 1
@@ -146,20 +146,22 @@ func seed(t *testing.T) uint64 {
 	if s == 0 {
 		s = rand.Uint64()
 	}
-	t.Logf("seed %d (rerun with -sqlite.seed=%d)", s, s)
+	t.Logf("seed %d (rerun with -repo.seed=%d)", s, s)
 	return s
 }
 
-// TestProcesses_SharedFile runs several processes appending to one file at
-// once, with keys shared between them and keys of their own: each key is
-// stored exactly once, every process gets the stored event for it, and no
-// process sees a lock error.
-func TestProcesses_SharedFile(t *testing.T) {
+// TestProcesses_SharedStore runs several processes appending to one store
+// (a SQLite file, a PostgreSQL schema) at once, with keys shared between
+// them and keys of their own: each key is stored exactly once, every
+// process gets the stored event for it, and no process sees a lock error.
+func TestProcesses_SharedStore(t *testing.T) { storetest.Run(t, testProcesses_SharedStore) }
+
+func testProcesses_SharedStore(t *testing.T, b storetest.Backend) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
 	const procs, own, shared, convs = 4, 400, 400, 8
-	db := filepath.Join(t.TempDir(), "shared.db")
+	db := b.New(t)
 	// Create the schema first so the children race on appends, not on
 	// migrations (those are covered by opening concurrently below too).
 	var cmds []*exec.Cmd
@@ -210,11 +212,7 @@ func TestProcesses_SharedFile(t *testing.T) {
 		}
 	}
 
-	r, err := sqlite.Open(t.Context(), db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := storetest.OpenAt(t, db)
 	stored := storedKeys(t, r)
 	appendedBy := map[int]int{}
 	for p, list := range acks {
@@ -253,13 +251,15 @@ func TestProcesses_SharedFile(t *testing.T) {
 // TestCrash_KillNine kills a child mid-ingest with SIGKILL at random moments,
 // again and again, then checks every acknowledged append survived exactly
 // once and the database is intact.
-func TestCrash_KillNine(t *testing.T) {
+func TestCrash_KillNine(t *testing.T) { storetest.Run(t, testCrash_KillNine) }
+
+func testCrash_KillNine(t *testing.T, b storetest.Backend) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
 	rng := rand.New(rand.NewPCG(seed(t), 1))
 	const kills, convs = 24, 6
-	db := filepath.Join(t.TempDir(), "crash.db")
+	db := b.New(t)
 	acked := map[int]ack{} // key -> first acknowledgement
 	nextKey := 0
 	for round := range kills {
@@ -322,11 +322,7 @@ func TestCrash_KillNine(t *testing.T) {
 	}
 	t.Logf("%d kills, %d keys acknowledged", kills, len(acked))
 
-	r, err := sqlite.Open(t.Context(), db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
+	r := storetest.OpenAt(t, db)
 	if err := r.IntegrityCheck(t.Context()); err != nil {
 		t.Fatal(err)
 	}
