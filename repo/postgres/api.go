@@ -194,6 +194,7 @@ func (r *Repo) ContextMarkers(ctx context.Context, conversationID string, untilS
 	}
 	var m repo.ContextMarkers
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
+		m = repo.ContextMarkers{}
 		b := &pgx.Batch{}
 		b.Queue(qLatestPrompt, conversationID, untilSeq)
 		b.Queue(qLatestClear, conversationID, untilSeq)

@@ -132,6 +132,10 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Repo, error) {
 		}
 		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{o.Schema}.Sanitize()
 	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		// Operators find the store's sessions in pg_stat_activity.
+		cfg.ConnConfig.RuntimeParams["application_name"] = "chatlog"
+	}
 	cfg.MaxConns = int32(o.MaxConns)
 	cfg.MinConns = 1
 	listenCfg := cfg.ConnConfig.Copy()
@@ -194,46 +198,105 @@ func (r *Repo) Close() error {
 	return nil
 }
 
-// settle learns the outcome of a commit whose connection broke before the
-// answer came: once the server has ended that connection's backend, the
-// transaction is either committed or gone, and whether its first event is
-// stored tells which. A backend still alive after a while (a connection
-// cut on the client's side only) is terminated first.
-func (r *Repo) settle(pid uint32, firstID string) (bool, error) {
+// settle learns the outcome of a transaction whose connection broke with
+// COMMIT on its way: once the server has ended that connection's
+// backend, the transaction is committed or aborted for good, and
+// pg_xact_status says which. A backend still alive after a while (a
+// connection cut on the client's side only) is terminated first. It
+// tries for a minute, on fresh connections: the trouble that broke one
+// connection may break the next.
+func (r *Repo) settle(pid uint32, xid string) (bool, error) {
+	if xid == "" {
+		return false, errors.New("the transaction's id is unknown")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	terminateAt := time.Now().Add(5 * time.Second)
+	for {
+		status, err := r.xactStatus(ctx, pid, xid, &terminateAt)
+		switch {
+		case err == nil && (status == "committed" || status == "aborted"):
+			r.stats.settled.Add(1)
+			r.opts.Logger.Warn("postgres: a commit's connection broke; the server settled it", "xid", xid, "status", status)
+			return status == "committed", nil
+		case err == nil && status != "":
+			return false, fmt.Errorf("transaction %s is %s", xid, status)
+		case ctx.Err() != nil:
+			return false, fmt.Errorf("%w (last: %v)", ctx.Err(), err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// xactStatus returns the status of xid once the backend pid is gone, ""
+// while it is alive, and an error when the connection it used failed.
+func (r *Repo) xactStatus(ctx context.Context, pid uint32, xid string, terminateAt *time.Time) (string, error) {
 	c, err := r.pool.Acquire(ctx)
 	if err != nil {
-		return false, err
+		return "", err
 	}
 	defer c.Release()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var alive int64
-		if err := c.QueryRow(ctx, qBackendAlive, int32(pid)).Scan(&alive); err != nil {
-			return false, err
-		}
-		if alive == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
+	var alive int64
+	if err := c.QueryRow(ctx, qBackendAlive, int32(pid)).Scan(&alive); err != nil {
+		return "", err
+	}
+	if alive > 0 {
+		if time.Now().After(*terminateAt) {
 			if _, err := c.Exec(ctx, qTerminate, int32(pid)); err != nil {
-				return false, err
+				return "", err
 			}
-			deadline = time.Now().Add(time.Minute)
+			*terminateAt = time.Now().Add(time.Minute)
 		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		return "", errors.New("the broken connection's backend is still alive")
+	}
+	var status *string
+	if err := c.QueryRow(ctx, qXactStatus, xid).Scan(&status); err != nil {
+		return "", err
+	}
+	if status == nil {
+		return "unknown (too old)", nil
+	}
+	return *status, nil
+}
+
+// positions reads the positions of events committed by a transaction
+// whose answer was lost, trying on fresh connections for a minute.
+func (r *Repo) positions(staged []*storedEvent) (map[string]int64, error) {
+	pos := make(map[string]int64, len(staged))
+	if len(staged) == 0 {
+		return pos, nil
+	}
+	ids := make([]string, len(staged))
+	for i, s := range staged {
+		ids[i] = s.ev.ID
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		err := func() error {
+			rows, err := r.pool.Query(ctx, qPositions, ids)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id string
+				var p int64
+				if err := rows.Scan(&id, &p); err != nil {
+					return err
+				}
+				pos[id] = p
+			}
+			return rows.Err()
+		}()
+		if err == nil {
+			return pos, nil
 		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	var n int64
-	if err := c.QueryRow(ctx, qIDExists, firstID).Scan(&n); err != nil {
-		return false, err
-	}
-	r.opts.Logger.Warn("postgres: a commit's connection broke; settled by reading the log", "committed", n > 0)
-	return n > 0, nil
 }
 
 // enter registers a call in progress; the caller must call r.ops.Done
@@ -252,21 +315,30 @@ func (r *Repo) enter(ctx context.Context) error {
 	return nil
 }
 
-// read runs f on a pooled connection.
+// read runs f on a pooled connection. When the connection turns out to be
+// broken (the server restarted, an operator ended the session), f runs
+// again on another, so f must be safe to run twice: it sets its results
+// afresh each time.
 func (r *Repo) read(ctx context.Context, f func(c *pgxpool.Conn) error) error {
 	if err := r.enter(ctx); err != nil {
 		return err
 	}
 	defer r.ops.Done()
-	c, err := r.pool.Acquire(ctx)
-	if err != nil {
-		return r.dbErr(ctx, "acquire a connection", err)
+	for attempt := 1; ; attempt++ {
+		c, err := r.pool.Acquire(ctx)
+		if err != nil {
+			return r.dbErr(ctx, "acquire a connection", err)
+		}
+		err = f(c)
+		broken := err != nil && (c.Conn().IsClosed() || fatal(err))
+		c.Release()
+		if err == nil {
+			return nil
+		}
+		if !broken || attempt == 3 || ctx.Err() != nil {
+			return r.dbErr(ctx, "read", err)
+		}
 	}
-	defer c.Release()
-	if err := f(c); err != nil {
-		return r.dbErr(ctx, "read", err)
-	}
-	return nil
 }
 
 // dbErr names the operation of a driver error, and reports the context's
@@ -306,11 +378,15 @@ func sqlState(err error) string {
 }
 
 // retryable reports whether a failed write transaction may simply be run
-// again: the server rolled it back because of another transaction (a
-// deadlock, a serialization failure) or a unique index refused a row a
-// concurrent transaction had just written, so a second run reads what
-// that transaction stored.
+// again: its connection broke before it committed, or the server rolled
+// it back because of another transaction (a deadlock, a serialization
+// failure), or a unique index refused a row a concurrent transaction had
+// just written, so a second run reads what that transaction stored.
 func retryable(err error) bool {
+	var lost *connLostError
+	if errors.As(err, &lost) {
+		return true
+	}
 	switch sqlState(err) {
 	case codeDeadlock, codeSerialization, codeUniqueViolation:
 		return true
@@ -443,6 +519,7 @@ func (r *Repo) Schema() string { return r.schema }
 func (r *Repo) IntegrityCheck(ctx context.Context) error {
 	var problems []string
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
+		problems = nil
 		rows, err := c.Query(ctx, qInvalidIndexes)
 		if err != nil {
 			return err
@@ -527,6 +604,7 @@ type counters struct {
 	batched    atomic.Int64 // requests written through group commits
 	maxBatch   atomic.Int64
 	retries    atomic.Int64
+	settled    atomic.Int64
 	notified   atomic.Int64
 	heard      atomic.Int64
 }
@@ -549,6 +627,9 @@ type Stats struct {
 	// rolled them back (deadlock, serialization failure, a row another
 	// replica had just written).
 	Retries int64 `json:"retries"`
+	// Settled counts commits whose connection broke before the answer
+	// came, and whose outcome was then read from the server.
+	Settled int64 `json:"settled"`
 	// Notified counts notifications sent to other replicas; Heard those
 	// received from them.
 	Notified int64 `json:"notified"`
@@ -571,6 +652,7 @@ func (r *Repo) Stats() Stats {
 		Commits:      r.stats.commits.Load(),
 		MaxBatch:     r.stats.maxBatch.Load(),
 		Retries:      r.stats.retries.Load(),
+		Settled:      r.stats.settled.Load(),
 		Notified:     r.stats.notified.Load(),
 		Heard:        r.stats.heard.Load(),
 		Conns:        ps.TotalConns(),

@@ -198,7 +198,8 @@ const (
 	// The backend of a connection that broke during a commit: once it
 	// is gone, the commit's outcome is settled.
 	qBackendAlive = `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`
-	qIDExists     = `SELECT count(*) FROM events WHERE id = $1`
+	qXactID       = `SELECT pg_current_xact_id()::text`
+	qXactStatus   = `SELECT pg_xact_status($1::xid8)`
 	qTerminate    = `SELECT pg_terminate_backend($1)`
 	// The indexes of the schema's tables that are invalid or not ready
 	// (a failed concurrent build): the check operators run.

@@ -123,8 +123,9 @@ func (r *Repo) ListConversations(ctx context.Context, q repo.ListQuery) (repo.Li
 		}
 		hasCursor, curTime, curID = true, n, id
 	}
-	page := repo.ListPage{Conversations: []repo.Summary{}}
+	var page repo.ListPage
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
+		page = repo.ListPage{Conversations: []repo.Summary{}}
 		rows, err := c.Query(ctx, qList, noNUL(q.User), noNUL(q.Source), hasCursor, curTime, noNUL(curID), int64(limit+1))
 		if err != nil {
 			return err
@@ -184,6 +185,7 @@ func (r *Repo) Search(ctx context.Context, q repo.SearchQuery) ([]repo.SearchHit
 		limit = 200
 	}
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
+		hits = hits[:0]
 		rows, err := c.Query(ctx, qSearch, words, noNUL(q.ConversationID), string(q.Role), noNUL(q.Source), noNUL(q.User), int64(limit))
 		if err != nil {
 			return err

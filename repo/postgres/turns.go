@@ -264,6 +264,7 @@ func (r *Repo) Finish(ctx context.Context, conversationID, userRequestID string,
 func (r *Repo) Streams(ctx context.Context, idleSince time.Time) ([]repo.Stream, error) {
 	var out []repo.Stream
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
+		out = nil
 		rows, err := c.Query(ctx, qOpenStreams, idleSince.UnixNano(), r.opts.Now().UnixNano(), int64(10000))
 		if err != nil {
 			return err

@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chatlog/chatlog/events"
 	"github.com/chatlog/chatlog/projection"
@@ -164,6 +163,8 @@ type txn struct {
 	// loading is set while the bulk path (AppendEach) stages.
 	loading bool
 	began   bool
+	// xid is the transaction's id (xid8, as text).
+	xid string
 }
 
 // queuedStmt is a statement a caller adds to the commit round trip.
@@ -186,6 +187,9 @@ func (r *Repo) newTxn(conn *pgx.Conn) *txn {
 func (t *txn) begin(ctx context.Context, p *plan) error {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	// The transaction's id, taken now: if the connection breaks while
+	// COMMIT is on its way, the server can still say whether it committed.
+	b.Queue(qXactID)
 	b.Queue(qLockShared, t.r.writeLockKey())
 	b.Queue(qLockConvs, t.r.convLockKeys(p.convs))
 	b.Queue(qHeads, p.convs)
@@ -204,7 +208,13 @@ func (t *txn) begin(ctx context.Context, p *plan) error {
 	t.began = true
 	br := t.conn.SendBatch(ctx, b)
 	err := func() error {
-		for range 3 {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if err := br.QueryRow().Scan(&t.xid); err != nil {
+			return err
+		}
+		for range 2 {
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
@@ -279,11 +289,28 @@ func (t *txn) begin(ctx context.Context, p *plan) error {
 		err = cerr
 	}
 	if err != nil {
-		t.rollback()
-		return err
+		return t.fail(err)
 	}
 	return nil
 }
+
+// fail ends the transaction after err, before COMMIT was sent: nothing of
+// it is stored. A broken connection makes that a reason to run it again.
+func (t *txn) fail(err error) error {
+	if t.conn.IsClosed() {
+		return &connLostError{err}
+	}
+	t.rollback()
+	return err
+}
+
+// connLostError is a transaction that its connection's end stopped before
+// it committed: nothing of it is stored, and it may run again on another
+// connection.
+type connLostError struct{ err error }
+
+func (e *connLostError) Error() string { return e.err.Error() }
+func (e *connLostError) Unwrap() error { return e.err }
 
 // chunkKeyRange returns the range of request_ids that holds the chunk
 // keys (repo.ChunkRequestID) of k: [prefix, prefix with its last ':'
@@ -406,16 +433,25 @@ func (t *txn) lookup(ctx context.Context, ps []*prepared) error {
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
+	if err != nil && t.conn.IsClosed() {
+		return &connLostError{err}
+	}
 	return err
 }
 
 // query runs a read inside the transaction.
 func (t *txn) query(ctx context.Context, sql string, args ...any) ([]events.Event, error) {
 	rows, err := t.conn.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		var evs []events.Event
+		if evs, err = collectEvents(rows); err == nil {
+			return evs, nil
+		}
 	}
-	return collectEvents(rows)
+	if t.conn.IsClosed() {
+		return nil, &connLostError{err}
+	}
+	return nil, err
 }
 
 // queue adds a statement to the commit round trip, after the event writes.
@@ -596,10 +632,22 @@ func (t *txn) stage(p *prepared, ev events.Event) {
 }
 
 // commit writes what was staged and what was queued, and commits. It
-// returns the positions the insert drew, by event id.
+// returns the positions the insert drew, by event id. A transaction that
+// writes nothing (every append a duplicate, every turn answered) ends
+// with ROLLBACK: its commit would have nothing to make durable.
+//
+// When the connection breaks with COMMIT on its way, the outcome is
+// unknown to the client. The server knows it: once the broken session's
+// backend is gone, pg_xact_status of the transaction's id says whether it
+// committed (success, reported as such) or not (a connLostError: nothing
+// is stored, the transaction may run again).
 func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
-	b := &pgx.Batch{}
 	inserts := len(t.staged) > 0
+	if !inserts && len(t.completes) == 0 && len(t.queued) == 0 {
+		t.rollback()
+		return nil, nil
+	}
+	b := &pgx.Batch{}
 	if inserts {
 		t.queueInsert(b)
 		if err := t.queueReadModels(b); err != nil {
@@ -647,19 +695,18 @@ func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) && t.conn.IsClosed() && len(t.staged) > 0 {
-			// The connection broke with COMMIT maybe on its way: the
-			// transaction may have committed. Ask the database.
-			committed, rerr := t.r.settle(pid, t.staged[0].ev.ID)
-			if rerr != nil {
-				return nil, fmt.Errorf("%w (the commit's outcome is unknown: %v)", err, rerr)
-			}
-			if committed {
-				return t.readPositions(ctx)
-			}
+	if err != nil && (t.conn.IsClosed() || fatal(err)) {
+		committed, serr := t.r.settle(pid, t.xid)
+		switch {
+		case serr != nil:
+			return nil, fmt.Errorf("%w (and the commit's outcome is unknown: %v)", err, serr)
+		case !committed:
+			return nil, &connLostError{err}
 		}
+		if pos, err = t.r.positions(t.staged); err != nil {
+			return nil, fmt.Errorf("read the positions of a commit settled after its connection broke: %w", err)
+		}
+	} else if err != nil {
 		t.rollback()
 		return nil, err
 	}
@@ -673,46 +720,18 @@ func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
 	return pos, nil
 }
 
+// fatal reports whether err is a server error that ends the session
+// (FATAL, PANIC): the server may have committed before it came.
+func fatal(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Severity == "FATAL" || pe.Severity == "PANIC")
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1
 	}
 	return 0
-}
-
-// readPositions reads, after the fact, the positions of a transaction's
-// events whose commit was answered by a broken connection.
-func (t *txn) readPositions(ctx context.Context) (map[string]int64, error) {
-	pos := make(map[string]int64, len(t.staged))
-	ids := make([]string, len(t.staged))
-	for i, s := range t.staged {
-		ids[i] = s.ev.ID
-	}
-	err := t.r.read(context.WithoutCancel(ctx), func(c *pgxpool.Conn) error {
-		rows, err := c.Query(ctx, qPositions, ids)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var id string
-			var p int64
-			if err := rows.Scan(&id, &p); err != nil {
-				return err
-			}
-			pos[id] = p
-		}
-		return rows.Err()
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range t.staged {
-		t.touched[s.ev.ConversationID] = struct{}{}
-	}
-	t.r.notify.wake(t.touched)
-	t.r.publish(t.touched)
-	return pos, nil
 }
 
 // queueInsert queues the insert of the staged events, in staging order.

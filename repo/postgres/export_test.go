@@ -1,0 +1,4 @@
+package postgres
+
+// SearchWords exposes searchWords to the external tests.
+var SearchWords = searchWords

@@ -1,0 +1,7 @@
+//go:build race
+
+package postgres_test
+
+// raceEnabled reports whether the race detector is on; heavy tests are
+// scaled down under it.
+const raceEnabled = true
