@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,23 +28,30 @@ import (
 	"github.com/chatlog/chatlog/logfile"
 	"github.com/chatlog/chatlog/projection"
 	"github.com/chatlog/chatlog/repo"
-	"github.com/chatlog/chatlog/repo/sqlite"
+	"github.com/chatlog/chatlog/repo/postgres"
 )
 
 var benchCommand = &command{
 	name:    "bench",
 	args:    "[--quick] [--workloads W,W,...] [--dir DIR] [--json]",
-	summary: "measure this machine: run the standard workloads on a scratch database and print one table (ops, rate, p50, p99, p999); never touches --db",
-	example: "chatlog bench --quick --workloads parallel-appends,ingest   # add --dir /data/bench to measure the disk the database will live on",
+	summary: "measure this machine: run the standard workloads on a scratch database and print one table (ops, rate, p50, p99, p999); never touches --db's data (with a PostgreSQL --db, the scratch database is a schema of its own there, dropped afterwards)",
+	example: "chatlog bench --quick --workloads parallel-appends,process-appends   # add --dir /data/bench to measure the disk a SQLite database will live on, or --db postgres://... to measure that server",
 	setup: func(fs *flag.FlagSet) runFunc {
 		var (
 			quick     = fs.Bool("quick", false, "a short run (about 15 s instead of about 60 s): fewer operations, shorter time bounds")
 			workloads optionalString
-			dir       = fs.String("dir", "", "create the scratch database in `DIR` and keep it (default: a temporary directory, removed afterwards)")
+			dir       = fs.String("dir", "", "create the scratch SQLite database in `DIR` and keep it (default: a temporary directory, removed afterwards)")
 			asJSON    = fs.Bool("json", false, "print one JSON document instead of the table")
+			worker    = fs.String("worker", "", "internal: run as one of the processes of the process-appends workload, as `SPEC` (JSON) says")
 		)
 		fs.Var(&workloads, "workloads", "comma-separated `NAMES` of the workloads to run (default all): "+strings.Join(benchNames(), ", "))
 		return func(ctx context.Context, env *env, args []string) error {
+			if *worker != "" {
+				return benchWorker(ctx, env, *worker)
+			}
+			if *dir != "" && postgres.IsURL(env.dbPath) {
+				return usageErr("--dir places a SQLite scratch database; with a PostgreSQL --db the scratch database is a schema in that database")
+			}
 			selected, err := selectWorkloads(workloads)
 			if err != nil {
 				return err
@@ -77,6 +85,7 @@ type benchWorkload struct {
 var benchWorkloads = []benchWorkload{
 	{"sequential-appends", benchSequentialAppends},
 	{"parallel-appends", benchParallelAppends},
+	{"process-appends", benchProcessAppends},
 	{"duplicate-retries", benchDuplicateRetries},
 	{"streaming-chunks", benchStreamingChunks},
 	{"turn-retries", benchTurnRetries},
@@ -186,7 +195,10 @@ func (s benchScale) shrunk(k int) benchScale {
 
 // benchEnv is what a workload runs against.
 type benchEnv struct {
-	r     *sqlite.Repo
+	r store
+	// loc is where r lives (a file path or a PostgreSQL URL), for the
+	// processes of process-appends to open.
+	loc   string
 	scale benchScale
 	// messages counts the messages written that carry benchWords, for
 	// search.
@@ -244,11 +256,14 @@ type benchMachine struct {
 type benchReport struct {
 	Machine benchMachine `json:"machine"`
 	Quick   bool         `json:"quick"`
-	// Database is the scratch database, kept when --dir was given.
-	Database string     `json:"database"`
-	Kept     bool       `json:"kept"`
-	Seconds  float64    `json:"seconds"`
-	Results  []benchRow `json:"results"`
+	// Database is the scratch database, kept when --dir was given: a
+	// file, or a PostgreSQL URL (without password) and schema.
+	Database string `json:"database"`
+	Kept     bool   `json:"kept"`
+	// Durability is the sync setting acknowledged appends wait for.
+	Durability string     `json:"durability"`
+	Seconds    float64    `json:"seconds"`
+	Results    []benchRow `json:"results"`
 }
 
 // runBench creates the scratch database, runs the workloads on it in turn
@@ -258,7 +273,25 @@ func runBench(ctx context.Context, env *env, workloads []benchWorkload, scale be
 		Machine: benchMachine{GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, CPUs: runtime.NumCPU(), Go: runtime.Version()},
 		Results: []benchRow{},
 	}
-	if keepDir != "" {
+	var loc string
+	switch {
+	case postgres.IsURL(env.dbPath):
+		// A schema of its own: a database left by an earlier run would
+		// turn appends into retries, and the user's tables stay
+		// untouched.
+		schema := "chatlog_bench_" + strings.ToLower(rand.Text()[:12])
+		if loc, err = postgres.WithSchema(env.dbPath, schema); err != nil {
+			return nil, err
+		}
+		report.Database = dbName(env.dbPath) + " schema " + schema
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
+			if derr := postgres.DropSchema(dctx, env.dbPath, schema); err == nil && derr != nil {
+				err = fmt.Errorf("drop the scratch schema: %w", derr)
+			}
+		}()
+	case keepDir != "":
 		if err := os.MkdirAll(keepDir, 0o755); err != nil {
 			return nil, fmt.Errorf("--dir: %w", err)
 		}
@@ -272,7 +305,8 @@ func runBench(ctx context.Context, env *env, workloads []benchWorkload, scale be
 		if err := errors.Join(f.Chmod(0o644), f.Close()); err != nil {
 			return nil, fmt.Errorf("--dir: %w", err)
 		}
-	} else {
+		loc = report.Database
+	default:
 		tmp, err := os.MkdirTemp("", "chatlog-bench-")
 		if err != nil {
 			return nil, err
@@ -283,9 +317,10 @@ func runBench(ctx context.Context, env *env, workloads []benchWorkload, scale be
 			}
 		}()
 		report.Database = filepath.Join(tmp, "bench.db")
+		loc = report.Database
 	}
 
-	r, err := sqlite.Open(ctx, report.Database, nil)
+	r, err := openStore(ctx, loc)
 	if err != nil {
 		return nil, fmt.Errorf("open the scratch database %s: %w", report.Database, err)
 	}
@@ -294,7 +329,15 @@ func runBench(ctx context.Context, env *env, workloads []benchWorkload, scale be
 			err = fmt.Errorf("close the scratch database: %w", cerr)
 		}
 	}()
-	be := &benchEnv{r: r, scale: scale}
+	report.Durability = "synchronous=FULL"
+	if pg, ok := r.(*postgres.Repo); ok {
+		v, err := pg.Setting(ctx, "synchronous_commit")
+		if err != nil {
+			return nil, err
+		}
+		report.Durability = "synchronous_commit=" + v
+	}
+	be := &benchEnv{r: r, loc: loc, scale: scale}
 	status := newBenchStatus(env.stderr)
 	defer status.clear()
 	start := time.Now()
@@ -629,7 +672,7 @@ func benchIngest(ctx context.Context, be *benchEnv) ([]benchRow, error) {
 // less.
 func benchRebuild(ctx context.Context, be *benchEnv) ([]benchRow, error) {
 	const name = "rebuild"
-	if short := be.scale.rebuildFloor - int(be.r.Stats().Appended); short > 0 {
+	if short := be.scale.rebuildFloor - int(appended(be.r)); short > 0 {
 		if err := be.load(ctx, name, short, func(i int) string { return fmt.Sprintf("%s-%03d", name, i%256) }); err != nil {
 			return nil, err
 		}
@@ -684,7 +727,7 @@ func (rep *benchReport) writeTable(w io.Writer) error {
 	if rep.Quick {
 		mode = "quick"
 	}
-	fmt.Fprintf(&b, "database: %s (synchronous=FULL, %s)\n", rep.Database, kept)
+	fmt.Fprintf(&b, "database: %s (%s, %s)\n", rep.Database, rep.Durability, kept)
 	fmt.Fprintf(&b, "run:      %s, %.1f s\n\n", mode, rep.Seconds)
 
 	// The rate's unit gets a column of its own, flush left, so that the

@@ -118,7 +118,7 @@ func TestBench_UsageErrors(t *testing.T) {
 func TestBench_Help(t *testing.T) {
 	r := run(t, "", "bench", "--help")
 	wantCode(t, r, 0)
-	for _, s := range []string{"chatlog [--db PATH] bench", "--quick", "--workloads", "--dir", "--json", "streaming-chunks", "Example:\n  chatlog bench"} {
+	for _, s := range []string{"chatlog [--db PATH|URL] bench", "--quick", "--workloads", "--dir", "--json", "streaming-chunks", "Example:\n  chatlog bench"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("help does not mention %q:\n%s", s, r.stdout)
 		}

@@ -6,11 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 
 	"github.com/chatlog/chatlog/dedupe"
 	"github.com/chatlog/chatlog/repo"
+	"github.com/chatlog/chatlog/repo/postgres"
 	"github.com/chatlog/chatlog/repo/sqlite"
 )
 
@@ -25,6 +27,36 @@ const (
 
 // defaultDB is the database used without --db or $CHATLOG_DB.
 const defaultDB = "chatlog.db"
+
+// store is what the commands need of the event store: the repository and
+// the integrity check of the backend behind it.
+type store interface {
+	repo.Repo
+	// IntegrityCheck checks the database file (SQLite) or the indexes
+	// and schema version (PostgreSQL).
+	IntegrityCheck(ctx context.Context) error
+}
+
+// openStore opens the store --db names: a postgres:// or postgresql://
+// URL selects PostgreSQL, anything else is a SQLite file (":memory:" a
+// throw-away one). Every command and the server open their store here.
+func openStore(ctx context.Context, db string) (store, error) {
+	if postgres.IsURL(db) {
+		return postgres.Open(ctx, db, nil)
+	}
+	return sqlite.Open(ctx, db, nil)
+}
+
+// dbName names a --db value in messages: a URL without its password.
+func dbName(db string) string {
+	if postgres.IsURL(db) {
+		if u, err := url.Parse(db); err == nil {
+			return u.Redacted()
+		}
+		return "the PostgreSQL database"
+	}
+	return db
+}
 
 // Main is the chatlog program. Its streams and environment are fields so
 // tests run it in process.
@@ -103,15 +135,15 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string // Main.Getenv, or os.Getenv
 	dbPath         string
-	r              *sqlite.Repo
+	r              store
 }
 
 // repo opens the database on first use.
 func (e *env) repo(ctx context.Context) (repo.Repo, error) {
 	if e.r == nil {
-		r, err := sqlite.Open(ctx, e.dbPath, nil)
+		r, err := openStore(ctx, e.dbPath)
 		if err != nil {
-			return nil, fmt.Errorf("open database %s: %w", e.dbPath, err)
+			return nil, fmt.Errorf("open database %s: %w", dbName(e.dbPath), err)
 		}
 		e.r = r
 	}
@@ -126,7 +158,7 @@ func (e *env) close() error {
 	err := e.r.Close()
 	e.r = nil
 	if err != nil {
-		return fmt.Errorf("close database %s: %w", e.dbPath, err)
+		return fmt.Errorf("close database %s: %w", dbName(e.dbPath), err)
 	}
 	return nil
 }
@@ -261,7 +293,7 @@ func (m *Main) usage(w io.Writer) {
 	b.WriteString(`chatlog: an event-sourced chat log with exactly-once ingestion.
 
 Usage:
-  chatlog [--db PATH] COMMAND [flags] [args]
+  chatlog [--db PATH|URL] COMMAND [flags] [args]
 
 Commands:
 `)
@@ -274,7 +306,9 @@ Commands:
 	}
 	fmt.Fprintf(&b, `
 Global flags (before the command):
-  --db PATH  the database file (default %s, or $CHATLOG_DB); ":memory:" for a throw-away run
+  --db PATH|URL  the database: a SQLite file (default %s, or $CHATLOG_DB; ":memory:" for a
+                 throw-away run), or a PostgreSQL URL, postgres://user:pass@host:5432/db
+                 (add ?search_path=SCHEMA to keep the tables in a schema of their own)
 
 Exit codes: 0 success, 1 runtime error or rejected input, 2 usage error,
 3 conflict (a key reused with another payload, a seq mismatch, a stale attempt),
@@ -287,7 +321,7 @@ Run 'chatlog COMMAND --help' for a command's flags and an example.
 // commandUsage writes a command's help: synopsis, summary, flags, example.
 func commandUsage(w io.Writer, c *command, fs *flag.FlagSet) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Usage:\n  chatlog [--db PATH] %s %s\n\n%s\n", c.name, c.args, c.summary)
+	fmt.Fprintf(&b, "Usage:\n  chatlog [--db PATH|URL] %s %s\n\n%s\n", c.name, c.args, c.summary)
 	var flags []*flag.Flag
 	fs.VisitAll(func(f *flag.Flag) { flags = append(flags, f) })
 	if len(flags) > 0 {

@@ -4,7 +4,11 @@
 //
 // Usage:
 //
-//	chatlog [--db PATH] COMMAND [flags] [args]
+//	chatlog [--db PATH|URL] COMMAND [flags] [args]
+//
+// --db (or $CHATLOG_DB) is a SQLite file, chatlog.db by default, or a
+// PostgreSQL URL (postgres://...), which every command and the server
+// take alike.
 //
 // Run "chatlog --help" for the commands and "chatlog COMMAND --help" for a
 // command's flags and an example. The contract (names, flags, output

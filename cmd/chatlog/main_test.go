@@ -143,7 +143,7 @@ func TestMain_Help(t *testing.T) {
 			for _, args := range [][]string{{c.name, "--help"}, {"help", c.name}} {
 				r := run(t, "", args...)
 				wantCode(t, r, 0)
-				for _, want := range []string{"Usage:", "chatlog [--db PATH] " + c.name, "Example:\n  " + c.example[:10]} {
+				for _, want := range []string{"Usage:", "chatlog [--db PATH|URL] " + c.name, "Example:\n  " + c.example[:10]} {
 					if !strings.Contains(r.stdout, want) {
 						t.Errorf("%v: help lacks %q:\n%s", args, want, r.stdout)
 					}
@@ -629,4 +629,14 @@ func TestDemoFile(t *testing.T) {
 		t.Errorf("demo log: %d conversations, tool call %t, tool result %t, legacy deltas %t, started %t",
 			len(convs), sawTool, sawResult, sawLegacy, sawStarted)
 	}
+}
+
+// TestMain runs the program itself when the test binary was started as a
+// process of the process-appends bench workload (bench starts copies of
+// its own executable, which in a test is this binary).
+func TestMain(m *testing.M) {
+	if os.Getenv(benchWorkerEnv) != "" {
+		os.Exit(NewMain().Run(context.Background(), os.Args[1:]))
+	}
+	os.Exit(m.Run())
 }

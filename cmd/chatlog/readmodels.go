@@ -13,6 +13,7 @@ import (
 
 	"github.com/chatlog/chatlog/events"
 	"github.com/chatlog/chatlog/repo"
+	"github.com/chatlog/chatlog/repo/postgres"
 	"github.com/chatlog/chatlog/repo/sqlite"
 )
 
@@ -223,12 +224,13 @@ type statsResult struct {
 	Conversations int64            `json:"conversations"`
 	ByType        map[string]int64 `json:"by_type"`
 	// DBBytes and WALBytes are the sizes of the database file and its
-	// write-ahead log; absent for ":memory:".
+	// write-ahead log; absent for ":memory:". For PostgreSQL, DBBytes is
+	// what the store's tables and indexes take, and WALBytes is absent.
 	DBBytes  *int64 `json:"db_bytes,omitempty"`
 	WALBytes *int64 `json:"wal_bytes,omitempty"`
 	// GroupCommit are the writer's totals since this process opened the
-	// database.
-	GroupCommit sqlite.Stats `json:"group_commit"`
+	// database (sqlite.Stats or postgres.Stats).
+	GroupCommit any `json:"group_commit"`
 }
 
 var statsCommand = &command{
@@ -265,7 +267,13 @@ var statsCommand = &command{
 				return err
 			}
 			res.Conversations = int64(len(convs))
-			if env.dbPath != ":memory:" {
+			if pg, ok := env.r.(*postgres.Repo); ok {
+				n, err := pg.Size(ctx)
+				if err != nil {
+					return err
+				}
+				res.DBBytes = &n
+			} else if env.dbPath != ":memory:" {
 				if res.DBBytes, err = fileSize(env.dbPath); err != nil {
 					return err
 				}
@@ -276,10 +284,56 @@ var statsCommand = &command{
 					res.WALBytes = new(int64) // no WAL file: nothing in it
 				}
 			}
-			res.GroupCommit = env.r.Stats()
+			res.GroupCommit = writerStats(env.r)
 			return writeJSON(env, res)
 		}
 	},
+}
+
+// writerStats returns the store's running totals (sqlite.Stats or
+// postgres.Stats).
+func writerStats(s store) any {
+	switch s := s.(type) {
+	case *sqlite.Repo:
+		return s.Stats()
+	case *postgres.Repo:
+		return s.Stats()
+	}
+	return nil
+}
+
+// metrics returns the store's running totals as the server exports them.
+func metrics(s store) map[string]float64 {
+	switch s := s.(type) {
+	case *sqlite.Repo:
+		st := s.Stats()
+		return map[string]float64{
+			"appended_total":   float64(st.Appended),
+			"duplicates_total": float64(st.Duplicates),
+			"conflicts_total":  float64(st.Conflicts),
+			"commits_total":    float64(st.Commits),
+			"mean_batch":       st.MeanBatch,
+			"max_batch":        float64(st.MaxBatch),
+		}
+	case *postgres.Repo:
+		st := s.Stats()
+		return map[string]float64{
+			"appended_total":     float64(st.Appended),
+			"duplicates_total":   float64(st.Duplicates),
+			"conflicts_total":    float64(st.Conflicts),
+			"commits_total":      float64(st.Commits),
+			"mean_batch":         st.MeanBatch,
+			"max_batch":          float64(st.MaxBatch),
+			"retries_total":      float64(st.Retries),
+			"settled_total":      float64(st.Settled),
+			"notified_total":     float64(st.Notified),
+			"heard_total":        float64(st.Heard),
+			"pool_conns":         float64(st.Conns),
+			"pool_idle_conns":    float64(st.IdleConns),
+			"pool_acquire_waits": float64(st.AcquireWaits),
+		}
+	}
+	return nil
 }
 
 // fileSize returns the size of a file, nil when it does not exist.

@@ -32,20 +32,10 @@ var serveCommand = &command{
 			}
 			store := env.r
 			s := server.New(r, &server.Options{
-				Token:   *token,
-				MaxBody: *maxBody,
-				Logger:  slog.New(slog.NewJSONHandler(env.stderr, nil)),
-				StoreStats: func() map[string]float64 {
-					st := store.Stats()
-					return map[string]float64{
-						"appended_total":   float64(st.Appended),
-						"duplicates_total": float64(st.Duplicates),
-						"conflicts_total":  float64(st.Conflicts),
-						"commits_total":    float64(st.Commits),
-						"mean_batch":       st.MeanBatch,
-						"max_batch":        float64(st.MaxBatch),
-					}
-				},
+				Token:      *token,
+				MaxBody:    *maxBody,
+				Logger:     slog.New(slog.NewJSONHandler(env.stderr, nil)),
+				StoreStats: func() map[string]float64 { return metrics(store) },
 			})
 			// Run returns once the requests in flight have finished;
 			// Main then closes the store, committing what it queued.

@@ -315,7 +315,7 @@ func collectEvents(rows pgx.Rows) ([]events.Event, error) {
 	defer rows.Close()
 	var out []events.Event
 	for rows.Next() {
-		e, err := scanEvent(rows, nil)
+		e, err := scanEvent(rows, nil, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -325,8 +325,9 @@ func collectEvents(rows pgx.Rows) ([]events.Event, error) {
 }
 
 // scanEvent decodes the event columns (eventColumns order) of the row,
-// and the fingerprint after them when fp is not nil.
-func scanEvent(rows pgx.Rows, fp *[]byte) (events.Event, error) {
+// and the fingerprint or the search vector after them when fp or search
+// is not nil.
+func scanEvent(rows pgx.Rows, fp *[]byte, search *pgtype.Text) (events.Event, error) {
 	var (
 		e       events.Event
 		typ     string
@@ -340,6 +341,9 @@ func scanEvent(rows pgx.Rows, fp *[]byte) (events.Event, error) {
 	dest := []any{&e.Pos, &e.ID, &e.ConversationID, &e.Seq, &typ, &version, &created, &role, &content, &body, &extra}
 	if fp != nil {
 		dest = append(dest, fp)
+	}
+	if search != nil {
+		dest = append(dest, search)
 	}
 	if err := rows.Scan(dest...); err != nil {
 		return events.Event{}, fmt.Errorf("postgres: read event: %w", err)

@@ -550,6 +550,16 @@ func (r *Repo) IntegrityCheck(ctx context.Context) error {
 	return nil
 }
 
+// Setting returns the value of a server setting for the store's
+// sessions (synchronous_commit, for one).
+func (r *Repo) Setting(ctx context.Context, name string) (string, error) {
+	var v string
+	err := r.read(ctx, func(c *pgxpool.Conn) error {
+		return c.QueryRow(ctx, qSetting, name).Scan(&v)
+	})
+	return v, err
+}
+
 // Size returns the bytes the store's tables and their indexes take.
 func (r *Repo) Size(ctx context.Context) (int64, error) {
 	var n int64

@@ -116,13 +116,27 @@ func TestReadModels_RebuildOne(t *testing.T) {
 		mustAppend(t, r, events.Event{ConversationID: fmt.Sprintf("c%d", i%3), Type: events.TypeUserMessage,
 			Content: events.NewText(fmt.Sprintf("note %d about walruses", i))})
 	}
-	exec(t, raw(t, loc), `UPDATE conversations SET summary = jsonb_set(summary::jsonb, '{messages}', '7')::text`)
+	db := raw(t, loc)
+	exec(t, db, `UPDATE conversations SET summary = jsonb_set(summary::jsonb, '{messages}', '7')::text`)
+	exec(t, db, `UPDATE events SET search = NULL WHERE seq % 2 = 0`)
 	problems, err := r.VerifyReadModels(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(problems) != 3 {
-		t.Fatalf("verify: %q; want the 3 damaged summaries", problems)
+	var conv, search int
+	for _, p := range problems {
+		switch {
+		case strings.HasPrefix(p, "search index"):
+			search++
+		case strings.Contains(p, "messages is 7"):
+			conv++
+		}
+	}
+	if conv != 3 || search != 10+1 { // 10 named, then one line for the 24 in all
+		t.Fatalf("verify: %q; want the 3 damaged summaries and the 24 messages missing from the search index", problems)
+	}
+	if hits, _ := r.Search(ctx, repo.SearchQuery{Query: "walruses", Limit: 100}); len(hits) != 26 {
+		t.Fatalf("search after emptying half the index found %d, want 26", len(hits))
 	}
 	if err := r.RebuildReadModels(ctx, nil, repo.ReadModelSearch); err != nil {
 		t.Fatal(err)

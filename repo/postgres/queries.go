@@ -37,26 +37,36 @@ const (
 // The log.
 const (
 	// The conversations' head seqs and stored read models.
-	qHeads = `SELECT k.c, coalesce(h.seq, 0), s.summary
-FROM unnest($1::text[]) AS k(c)
+	//
+	// Look-ups by a list of keys probe the index once per key (a LATERAL
+	// subquery with LIMIT is never flattened into a join): a prepared
+	// statement's generic plan, made while a table is still small, would
+	// otherwise keep hashing the whole table long after it grew.
+	//
+	// A read model comes with its row's version (xmin); its text only
+	// when that differs from the version the writer has cached ($2).
+	qHeads = `SELECT k.c, coalesce(h.seq, 0), s.x, CASE WHEN s.x IS DISTINCT FROM k.x THEN s.summary END
+FROM unnest($1::text[], $2::text[]) AS k(c, x)
 LEFT JOIN LATERAL (SELECT seq FROM events WHERE conversation_id = k.c ORDER BY seq DESC LIMIT 1) AS h ON true
-LEFT JOIN conversations AS s ON s.conversation_id = k.c`
+LEFT JOIN LATERAL (SELECT xmin::text AS x, summary FROM conversations WHERE conversation_id = k.c LIMIT 1) AS s ON true`
 
 	// The events stored under some keys: (conversation, request_id)
 	// pairs and event ids. The lookups return the fingerprint after the
 	// event columns.
-	qByKeys = `SELECT ` + eventColumns + `, fingerprint FROM events
-WHERE request_id IS NOT NULL AND (conversation_id, request_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+	qByKeys = `SELECT e.* FROM unnest($1::text[], $2::text[]) AS k(c, r)
+CROSS JOIN LATERAL (SELECT ` + eventColumns + `, fingerprint FROM events
+    WHERE conversation_id = k.c AND request_id = k.r AND request_id IS NOT NULL LIMIT 1) AS e
 UNION ALL
-SELECT ` + eventColumns + `, fingerprint FROM events WHERE id = ANY($3::text[])`
+SELECT e.* FROM unnest($3::text[]) AS k(id)
+CROSS JOIN LATERAL (SELECT ` + eventColumns + `, fingerprint FROM events WHERE id = k.id LIMIT 1) AS e`
 
 	// The insert draws pos from the column's sequence row by row, in
 	// the order given (ORDER BY o), which is seq order within each
 	// conversation.
-	qInsert = `INSERT INTO events (id, conversation_id, seq, type, schema_version, created_at, role, content, body, extra, fingerprint, parts_text)
-SELECT id, c, seq, type, v, at, role, content, body, extra::json, fp, parts
-FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::bigint[], $7::text[], $8::text[], $9::bytea[], $10::text[], $11::bytea[], $12::text[])
-    WITH ORDINALITY AS k(id, c, seq, type, v, at, role, content, body, extra, fp, parts, o)
+	qInsert = `INSERT INTO events (id, conversation_id, seq, type, schema_version, created_at, role, content, body, extra, fingerprint, parts_text, search)
+SELECT id, c, seq, type, v, at, role, content, body, extra::json, fp, parts, search::tsvector
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::int[], $6::bigint[], $7::text[], $8::text[], $9::bytea[], $10::text[], $11::bytea[], $12::text[], $13::text[])
+    WITH ORDINALITY AS k(id, c, seq, type, v, at, role, content, body, extra, fp, parts, search, o)
 ORDER BY o
 RETURNING id, pos`
 
@@ -72,6 +82,8 @@ WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4`
 	qLast = `SELECT ` + eventColumns + ` FROM events
 WHERE conversation_id = $1 ORDER BY seq DESC LIMIT $2`
 	qAfterPos = `SELECT ` + eventColumns + ` FROM events WHERE pos > $1 ORDER BY pos LIMIT $2`
+	// The same with each event's search vector, for rebuild and verify.
+	qAfterPosSearch = `SELECT ` + eventColumns + `, search::text FROM events WHERE pos > $1 ORDER BY pos LIMIT $2`
 
 	// Context markers: the predicate repeats the partial index's, so the
 	// planner can use it.
@@ -87,8 +99,9 @@ ORDER BY seq DESC LIMIT 1`
 
 // Turns.
 const (
-	qTurnsGet = `SELECT t.conversation_id, t.user_request_id, t.attempt, t.owner, t.lease_ns, t.lease_expires_at, t.state, t.last_chunk_at, t.last_error
-FROM turns AS t JOIN unnest($1::text[], $2::text[]) AS k(c, u) ON t.conversation_id = k.c AND t.user_request_id = k.u`
+	qTurnsGet = `SELECT t.* FROM unnest($1::text[], $2::text[]) AS k(c, u)
+CROSS JOIN LATERAL (SELECT conversation_id, user_request_id, attempt, owner, lease_ns, lease_expires_at, state, last_chunk_at, last_error
+    FROM turns WHERE conversation_id = k.c AND user_request_id = k.u LIMIT 1) AS t`
 	qTurnPut = `INSERT INTO turns (conversation_id, user_request_id, attempt, owner, lease_ns, lease_expires_at, state, last_chunk_at, last_error)
 VALUES ($1, $2, $3, $4, $5, $6, 'running', NULL, $7)
 ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
@@ -98,9 +111,10 @@ ON CONFLICT (conversation_id, user_request_id) DO UPDATE SET
 WHERE conversation_id = $2 AND user_request_id = $3 AND attempt = $4 AND state = 'running'`
 	qTurnFail = `UPDATE turns SET state = 'failed', last_error = $1, lease_expires_at = 0
 WHERE conversation_id = $2 AND user_request_id = $3`
-	qTurnsComplete = `UPDATE turns AS t SET state = 'completed', lease_expires_at = 0
-FROM unnest($1::text[], $2::text[]) AS k(c, u)
-WHERE t.conversation_id = k.c AND t.user_request_id = k.u`
+	// One turn at a time: a final message per turn is rare in a batch,
+	// and a key equality always plans as an index probe.
+	qTurnComplete = `UPDATE turns SET state = 'completed', lease_expires_at = 0
+WHERE conversation_id = $1 AND user_request_id = $2`
 	// Streams got chunks: create the row of a stream begun without a
 	// turn, or move last_chunk_at on (the writer sends only the streams
 	// whose row is at least repo.StreamTimeResolution behind, or new). A
@@ -148,14 +162,14 @@ const (
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::bool[], $7::text[])
 ON CONFLICT (conversation_id) DO UPDATE SET
     last_active_at = excluded.last_active_at, user_id = excluded.user_id, source = excluded.source,
-    title = excluded.title, ended = excluded.ended, summary = excluded.summary`
+    title = excluded.title, ended = excluded.ended, summary = excluded.summary
+RETURNING conversation_id, xmin::text`
 	qSummaryAll   = `SELECT conversation_id, summary FROM conversations ORDER BY conversation_id`
 	qSummaryClear = `DELETE FROM conversations`
 
 	qProjections     = `SELECT name, version, pos FROM projections ORDER BY name`
 	qProjectionsInit = `UPDATE projections SET version = $1, pos = $2 WHERE name = $3`
 	qMaxPos          = `SELECT coalesce(max(pos), 0) FROM events`
-	qReindexSearch   = `REINDEX INDEX events_search`
 
 	// Listing pages by (last_active_at, conversation_id), newest first.
 	// Every filter is bound; an empty one matches all.
@@ -164,24 +178,29 @@ WHERE ($1 = '' OR user_id = $1) AND ($2 = '' OR source = $2)
   AND (NOT $3 OR last_active_at < $4 OR (last_active_at = $4 AND conversation_id < $5))
 ORDER BY last_active_at DESC, conversation_id DESC LIMIT $6`
 
-	// Newest first. The predicate repeats the search index's, so the
-	// planner can use it; the snippet is cut from the few hits returned
-	// only.
+	// Newest first. The snippet is cut from the few hits returned only.
+	// The conversation filters are subqueries, run only when set.
 	qSearch = `SELECT h.conversation_id, h.seq, h.role,
-    ts_headline('simple', h.text, plainto_tsquery('simple', $1),
+    ts_headline('simple', h.text, $1::tsquery,
         'StartSel=[, StopSel=], MaxWords=16, MinWords=6, ShortWord=0, MaxFragments=1, FragmentDelimiter=" … "'),
     h.text
 FROM (
-    SELECT e.conversation_id, e.seq, e.role, coalesce(e.content, e.parts_text) AS text, e.pos
-    FROM events AS e LEFT JOIN conversations AS c ON c.conversation_id = e.conversation_id
-    WHERE to_tsvector('simple', coalesce(e.content, e.parts_text)) @@ plainto_tsquery('simple', $1)
-      AND e.type IN ('user_message', 'assistant_message', 'tool_result')
-      AND (e.content IS NOT NULL OR e.parts_text IS NOT NULL)
+    SELECT e.conversation_id, e.seq, e.role, coalesce(e.content, e.parts_text, '') AS text, e.pos
+    FROM events AS e
+    WHERE e.search @@ $1::tsquery AND e.search IS NOT NULL
       AND ($2 = '' OR e.conversation_id = $2) AND ($3 = '' OR e.role = $3)
-      AND ($4 = '' OR c.source = $4) AND ($5 = '' OR c.user_id = $5)
+      AND ($4 = '' OR EXISTS (SELECT 1 FROM conversations AS c WHERE c.conversation_id = e.conversation_id AND c.source = $4))
+      AND ($5 = '' OR EXISTS (SELECT 1 FROM conversations AS c WHERE c.conversation_id = e.conversation_id AND c.user_id = $5))
     ORDER BY e.pos DESC LIMIT $6
 ) AS h
 ORDER BY h.pos DESC`
+	// Rebuilding the search index: the vectors of a page of events, by
+	// pos. Hash and merge joins are off in that transaction, so each row
+	// is an index probe whatever the plan cache holds.
+	qSetSearch = `UPDATE events AS e SET search = v.s::tsvector
+FROM unnest($1::bigint[], $2::text[]) AS v(pos, s)
+WHERE e.pos = v.pos`
+	qRebuildPlan     = `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`
 	qNeighbourBefore = `SELECT seq, role, coalesce(content, parts_text, '') FROM events
 WHERE conversation_id = $1 AND seq < $2
   AND type IN ('user_message', 'assistant_message', 'tool_result') AND (content IS NOT NULL OR parts_text IS NOT NULL)
@@ -212,4 +231,5 @@ ORDER BY c.relname`
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')`
 	qDropSchema = `DROP SCHEMA IF EXISTS `
+	qSetting    = `SELECT current_setting($1)`
 )

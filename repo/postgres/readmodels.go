@@ -9,9 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"unicode"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/chatlog/chatlog/events"
@@ -155,22 +155,11 @@ func (r *Repo) ListConversations(ctx context.Context, q repo.ListQuery) (repo.Li
 	return page, err
 }
 
-// searchWords turns anything a user types into the words to look for
-// (letters and digits, at most 32), joined by spaces for plainto_tsquery,
-// which reads no operator syntax. It returns "" when there are none.
-func searchWords(q string) string {
-	words := strings.FieldsFunc(q, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
-	if len(words) > 32 {
-		words = words[:32]
-	}
-	return strings.Join(words, " ")
-}
-
 // Search implements repo.ReadModels.
 func (r *Repo) Search(ctx context.Context, q repo.SearchQuery) ([]repo.SearchHit, error) {
 	hits := []repo.SearchHit{}
-	words := searchWords(q.Query)
-	if words == "" {
+	query, ok := searchQuery(q.Query)
+	if !ok {
 		if err := r.enter(ctx); err != nil {
 			return nil, err
 		}
@@ -186,7 +175,7 @@ func (r *Repo) Search(ctx context.Context, q repo.SearchQuery) ([]repo.SearchHit
 	}
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
 		hits = hits[:0]
-		rows, err := c.Query(ctx, qSearch, words, noNUL(q.ConversationID), string(q.Role), noNUL(q.Source), noNUL(q.User), int64(limit))
+		rows, err := c.Query(ctx, qSearch, query, noNUL(q.ConversationID), string(q.Role), noNUL(q.Source), noNUL(q.User), int64(limit))
 		if err != nil {
 			return err
 		}
@@ -256,39 +245,57 @@ func (sums summaries) apply(e *events.Event) {
 	projection.Summarize(s, e)
 }
 
-// fold replays the log, inside tx, into summaries, returning them and the
-// last pos replayed; check, when set, sees every event first.
-func fold(ctx context.Context, tx pgx.Tx, progress func(int64), check func(e *events.Event)) (summaries, int64, error) {
-	sums := summaries{}
+// fold replays the log, inside tx, a page at a time, calling each with
+// every event and its stored search vector (as text, "" for none).
+func fold(ctx context.Context, tx pgx.Tx, progress func(int64), each func(e *events.Event, search string) error) error {
 	var n, last int64
+	const page = 4096
 	for {
-		rows, err := tx.Query(ctx, qAfterPos, last, int64(4096))
+		rows, err := tx.Query(ctx, qAfterPosSearch, last, int64(page))
 		if err != nil {
-			return nil, 0, err
+			return err
 		}
-		page, err := collectEvents(rows)
-		if err != nil {
-			return nil, 0, err
-		}
-		for i := range page {
-			e := &page[i]
-			if check != nil {
-				check(e)
+		got := 0
+		for rows.Next() {
+			var search pgtype.Text
+			e, err := scanEvent(rows, nil, &search)
+			if err != nil {
+				rows.Close()
+				return err
 			}
-			sums.apply(e)
+			if err := each(&e, search.String); err != nil {
+				rows.Close()
+				return err
+			}
 			last = e.Pos
+			got++
 			if n++; progress != nil && n%10000 == 0 {
 				progress(n)
 			}
 		}
-		if len(page) < 4096 {
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if got < page {
 			break
 		}
 	}
 	if progress != nil {
 		progress(n)
 	}
-	return sums, last, nil
+	return nil
+}
+
+// storedVector is the search vector the writer would store for e.
+func storedVector(e *events.Event) (string, error) {
+	st, err := e.EncodeStored()
+	if err != nil {
+		return "", err
+	}
+	if err := storable(&st); err != nil {
+		return "", err
+	}
+	return eventVector(e.Type, &st), nil
 }
 
 // RebuildReadModels implements repo.ReadModels. The rebuild holds the
@@ -315,6 +322,7 @@ func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64), only
 
 // rebuild rebuilds models; onlyIfStale (at Open) skips those whose version
 // is current once the lock is held, another replica having rebuilt them.
+// Both are rebuilt in one pass over the log.
 func (r *Repo) rebuild(ctx context.Context, progress func(int64), models []repo.ReadModel, onlyIfStale bool) error {
 	return r.read(ctx, func(c *pgxpool.Conn) error {
 		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
@@ -325,42 +333,79 @@ func (r *Repo) rebuild(ctx context.Context, progress func(int64), models []repo.
 			if err != nil {
 				return err
 			}
+			var conversations, search bool
+			for _, m := range models {
+				switch m {
+				case repo.ReadModelConversations:
+					conversations = !onlyIfStale || cps["conversations"].version != projection.SummaryVersion
+				case repo.ReadModelSearch:
+					search = !onlyIfStale || cps["search"].version != searchVersion
+				}
+			}
+			if !conversations && !search {
+				return nil
+			}
 			var maxPos int64
 			if err := tx.QueryRow(ctx, qMaxPos).Scan(&maxPos); err != nil {
 				return err
 			}
-			for _, m := range models {
-				switch m {
-				case repo.ReadModelConversations:
-					if onlyIfStale && cps["conversations"].version == projection.SummaryVersion {
-						continue
-					}
-					if maxPos > 0 {
-						r.opts.Logger.Info("rebuilding read models", "model", m, "events_up_to_pos", maxPos)
-					}
-					sums, _, err := fold(ctx, tx, progress, nil)
-					if err != nil {
-						return err
-					}
-					if _, err := tx.Exec(ctx, qSummaryClear); err != nil {
-						return err
-					}
-					if err := putSummaries(ctx, tx, sums); err != nil {
-						return err
-					}
-					if _, err := tx.Exec(ctx, qProjectionsInit, int32(projection.SummaryVersion), maxPos, "conversations"); err != nil {
-						return err
-					}
-				case repo.ReadModelSearch:
-					if onlyIfStale && cps["search"].version == searchVersion {
-						continue
-					}
-					if _, err := tx.Exec(ctx, qReindexSearch); err != nil {
-						return err
-					}
-					if _, err := tx.Exec(ctx, qProjectionsInit, int32(searchVersion), maxPos, "search"); err != nil {
-						return err
-					}
+			if maxPos > 0 {
+				r.opts.Logger.Info("rebuilding read models", "conversations", conversations, "search", search, "events_up_to_pos", maxPos)
+			}
+			if _, err := tx.Exec(ctx, qRebuildPlan); err != nil {
+				return err
+			}
+			sums := summaries{}
+			var poss []int64
+			var vecs []string
+			flush := func() error {
+				if len(poss) == 0 {
+					return nil
+				}
+				_, err := tx.Exec(ctx, qSetSearch, poss, vecs)
+				poss, vecs = poss[:0], vecs[:0]
+				return err
+			}
+			err = fold(ctx, tx, progress, func(e *events.Event, stored string) error {
+				if conversations {
+					sums.apply(e)
+				}
+				if !search {
+					return nil
+				}
+				v, err := storedVector(e)
+				if err != nil {
+					return fmt.Errorf("event pos %d: %w", e.Pos, err)
+				}
+				if v == stored {
+					return nil
+				}
+				poss, vecs = append(poss, e.Pos), append(vecs, v)
+				if len(poss) == 1000 {
+					return flush()
+				}
+				return nil
+			})
+			if err == nil {
+				err = flush()
+			}
+			if err != nil {
+				return err
+			}
+			if conversations {
+				if _, err := tx.Exec(ctx, qSummaryClear); err != nil {
+					return err
+				}
+				if err := putSummaries(ctx, tx, sums); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, qProjectionsInit, int32(projection.SummaryVersion), maxPos, "conversations"); err != nil {
+					return err
+				}
+			}
+			if search {
+				if _, err := tx.Exec(ctx, qProjectionsInit, int32(searchVersion), maxPos, "search"); err != nil {
+					return err
 				}
 			}
 			return nil
@@ -419,9 +464,27 @@ func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]st
 	}
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
 		return pgx.BeginTxFunc(ctx, c, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-			sums, _, err := fold(ctx, tx, progress, check)
+			sums := summaries{}
+			badSearch := 0
+			err := fold(ctx, tx, progress, func(e *events.Event, stored string) error {
+				check(e)
+				sums.apply(e)
+				want, err := storedVector(e)
+				if err != nil {
+					return fmt.Errorf("event pos %d: %w", e.Pos, err)
+				}
+				if !slices.Equal(vectorWords(stored), vectorWords(want)) {
+					if badSearch++; badSearch <= 10 {
+						report("search index: conversation %q seq %d: the indexed words differ from the message's (run rebuild --projection search)", e.ConversationID, e.Seq)
+					}
+				}
+				return nil
+			})
 			if err != nil {
 				return err
+			}
+			if badSearch > 10 {
+				report("search index: %d messages in all are indexed with other words than theirs", badSearch)
 			}
 			cps, err := readCheckpoints(ctx, tx)
 			if err != nil {

@@ -50,6 +50,28 @@ func answer(err error) error {
 
 // BeginTurn implements repo.Turns.
 func (r *Repo) BeginTurn(ctx context.Context, req repo.BeginTurn) (repo.TurnState, error) {
+	if err := ctx.Err(); err != nil {
+		return repo.TurnState{}, err
+	}
+	w, st, err := r.beginTurn(ctx, req)
+	if err != nil {
+		return repo.TurnState{}, err
+	}
+	if err := r.submit(w); err != nil {
+		return repo.TurnState{}, err
+	}
+	if w.err != nil {
+		return repo.TurnState{}, w.err
+	}
+	if st.UserEvent.Pos == 0 {
+		st.UserEvent.Pos = w.pos[st.UserEvent.ID]
+	}
+	return *st, nil
+}
+
+// beginTurn returns the writer's request that begins a turn, and the
+// state it fills in when it runs.
+func (r *Repo) beginTurn(ctx context.Context, req repo.BeginTurn) (*request, *repo.TurnState, error) {
 	msg := req.UserMessage
 	if msg.Type == "" {
 		msg.Type = events.TypeUserMessage
@@ -62,11 +84,11 @@ func (r *Repo) BeginTurn(ctx context.Context, req repo.BeginTurn) (repo.TurnStat
 		bad = append(bad, &events.FieldError{Field: "request_id", Reason: "is required to begin a turn"})
 	}
 	if bad != nil {
-		return repo.TurnState{}, &events.ValidationError{Fields: bad}
+		return nil, nil, &events.ValidationError{Fields: bad}
 	}
 	p := r.prepare(msg, false)
 	if p.err != nil {
-		return repo.TurnState{}, p.err
+		return nil, nil, p.err
 	}
 	lease := req.Lease
 	if lease <= 0 {
@@ -77,13 +99,13 @@ func (r *Repo) BeginTurn(ctx context.Context, req repo.BeginTurn) (repo.TurnStat
 	pl.add(&p)
 	pl.keys = append(pl.keys, convKey{conv, repo.ReplyRequestID(urid)})
 	pl.turn(conv, urid)
-	var st repo.TurnState
-	pos, err := r.run(ctx, &pl, func(t *txn) error {
+	st := &repo.TurnState{}
+	fn := func(t *txn) error {
 		res, err := t.appendOne(&p, repo.AppendOptions{})
 		if err != nil {
 			return answer(err)
 		}
-		st = repo.TurnState{UserEvent: res.Event}
+		*st = repo.TurnState{UserEvent: res.Event}
 		tr := t.turns[convKey{conv, urid}]
 		var cur turn
 		if tr != nil {
@@ -105,15 +127,11 @@ func (r *Repo) BeginTurn(ctx context.Context, req repo.BeginTurn) (repo.TurnStat
 		expires := now + int64(lease)
 		st.LeaseExpiresAt = time.Unix(0, expires).UTC()
 		t.queue(qTurnPut, conv, urid, int32(st.Attempt), noNUL(req.Owner), int64(lease), expires, cur.lastError)
+		t.setTurn(convKey{conv, urid}, turn{attempt: st.Attempt, owner: req.Owner, leaseNS: int64(lease),
+			leaseExpires: expires, state: turnRunning, lastError: cur.lastError})
 		return nil
-	})
-	if err != nil {
-		return repo.TurnState{}, err
 	}
-	if st.UserEvent.Pos == 0 {
-		st.UserEvent.Pos = pos[st.UserEvent.ID]
-	}
-	return st, nil
+	return &request{ctx: ctx, mode: modeFunc, plan: &pl, fn: fn}, st, nil
 }
 
 // holding checks that attempt holds the turn of a user request.
@@ -146,6 +164,9 @@ func (r *Repo) Heartbeat(ctx context.Context, conversationID, userRequestID stri
 		}
 		expires = r.opts.Now().UnixNano() + tr.leaseNS
 		t.queue(qTurnHeartbeat, expires, conversationID, userRequestID, int32(attempt))
+		next := *tr
+		next.leaseExpires = expires
+		t.setTurn(convKey{conversationID, userRequestID}, next)
 		return nil
 	})
 	if err != nil {
@@ -173,7 +194,8 @@ func (r *Repo) FailTurn(ctx context.Context, conversationID, userRequestID strin
 	pl := turnPlan(conversationID, userRequestID)
 	pl.add(&p)
 	_, err := r.run(ctx, pl, func(t *txn) error {
-		if _, err := t.holding(conversationID, userRequestID, attempt); err != nil {
+		tr, err := t.holding(conversationID, userRequestID, attempt)
+		if err != nil {
 			return err
 		}
 		if message != "" {
@@ -182,6 +204,9 @@ func (r *Repo) FailTurn(ctx context.Context, conversationID, userRequestID strin
 			}
 		}
 		t.queue(qTurnFail, noNUL(message), conversationID, userRequestID)
+		next := *tr
+		next.state, next.lastError, next.leaseExpires = turnFailed, message, 0
+		t.setTurn(convKey{conversationID, userRequestID}, next)
 		return nil
 	})
 	return err

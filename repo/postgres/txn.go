@@ -47,8 +47,10 @@ type convKey struct{ conv, key string }
 type storedEvent struct {
 	ev events.Event
 	fp []byte
-	// enc is a staged event's encoding (nil for one read from the log).
-	enc *events.Stored
+	// enc and search are a staged event's encoding and search vector
+	// (unset for one read from the log).
+	enc    *events.Stored
+	search string
 }
 
 // turn is a row of the turns table.
@@ -155,11 +157,15 @@ type txn struct {
 	// chunkRows are the stored chunks of the streams begin read.
 	chunkRows map[streamKey][]events.Event
 
-	staged    []*storedEvent
-	completes []convKey
-	queued    []queuedStmt
-	journal   []func()
-	touched   map[string]struct{}
+	// cache holds the writer's read models across transactions; dirty
+	// are those this transaction writes.
+	cache *summaryCache
+	dirty map[string]*repo.Summary
+
+	staged  []*storedEvent
+	queued  []queuedStmt
+	journal []func()
+	touched map[string]struct{}
 	// loading is set while the bulk path (AppendEach) stages.
 	loading bool
 	began   bool
@@ -173,9 +179,9 @@ type queuedStmt struct {
 	args []any
 }
 
-func (r *Repo) newTxn(conn *pgx.Conn) *txn {
+func (r *Repo) newTxn(conn *pgx.Conn, cache *summaryCache) *txn {
 	return &txn{
-		r: r, conn: conn,
+		r: r, conn: conn, cache: cache,
 		heads: map[string]int64{}, sums: map[string]*repo.Summary{},
 		byKey: map[convKey]*storedEvent{}, byID: map[string]*storedEvent{},
 		fetched: map[convKey]bool{}, turns: map[convKey]*turn{}, chunkRows: map[streamKey][]events.Event{},
@@ -192,7 +198,13 @@ func (t *txn) begin(ctx context.Context, p *plan) error {
 	b.Queue(qXactID)
 	b.Queue(qLockShared, t.r.writeLockKey())
 	b.Queue(qLockConvs, t.r.convLockKeys(p.convs))
-	b.Queue(qHeads, p.convs)
+	cached := make([]string, len(p.convs))
+	for i, c := range p.convs {
+		if e, ok := t.cache.get(c); ok {
+			cached[i] = e.xmin
+		}
+	}
+	b.Queue(qHeads, p.convs, cached)
 	lookups := t.queueLookup(b, p.keys, p.ids)
 	if len(p.pairs) > 0 {
 		b.Queue(qTurnsGet, column(p.pairs, 0), column(p.pairs, 1))
@@ -227,20 +239,29 @@ func (t *txn) begin(ctx context.Context, p *plan) error {
 			var (
 				conv    string
 				head    int64
+				xmin    *string
 				summary []byte
 			)
-			if err := rows.Scan(&conv, &head, &summary); err != nil {
+			if err := rows.Scan(&conv, &head, &xmin, &summary); err != nil {
 				rows.Close()
 				return err
 			}
 			t.heads[conv] = head
-			if summary != nil {
+			switch {
+			case xmin == nil: // no read model yet
+				t.cache.drop(conv)
+			case summary == nil: // unchanged since this writer cached it
+				e, _ := t.cache.get(conv)
+				s := e.sum
+				t.sums[conv] = &s
+			default:
 				s := &repo.Summary{}
 				if err := json.Unmarshal(summary, s); err != nil {
 					rows.Close()
 					return fmt.Errorf("decode summary of %q: %w", conv, err)
 				}
 				t.sums[conv] = s
+				t.cache.put(conv, *xmin, *s)
 			}
 		}
 		if err := rows.Err(); err != nil {
@@ -395,7 +416,7 @@ func (t *txn) readLookup(br pgx.BatchResults) error {
 	defer rows.Close()
 	for rows.Next() {
 		var fp []byte
-		e, err := scanEvent(rows, &fp)
+		e, err := scanEvent(rows, &fp, nil)
 		if err != nil {
 			return err
 		}
@@ -478,6 +499,21 @@ func (t *txn) undo(mark int) {
 		t.journal[i]()
 	}
 	t.journal = t.journal[:mark]
+}
+
+// setTurn records a change to a turn's row made in this transaction, so
+// that later requests of the same batch see it (the statement that makes
+// it runs at commit).
+func (t *txn) setTurn(k convKey, tr turn) {
+	old, had := t.turns[k]
+	t.turns[k] = &tr
+	t.journal = append(t.journal, func() {
+		if had {
+			t.turns[k] = old
+		} else {
+			delete(t.turns, k)
+		}
+	})
 }
 
 // Staging: the writer's decisions, made in Go against what begin read.
@@ -587,7 +623,7 @@ func (t *txn) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, erro
 // chunks in the same transaction must see that).
 func (t *txn) stage(p *prepared, ev events.Event) {
 	conv := ev.ConversationID
-	se := &storedEvent{ev: ev, fp: p.fp[:], enc: &p.stored}
+	se := &storedEvent{ev: ev, fp: p.fp[:], enc: &p.stored, search: p.search}
 	oldHead := t.heads[conv]
 	t.heads[conv] = ev.Seq
 	t.staged = append(t.staged, se)
@@ -612,22 +648,12 @@ func (t *txn) stage(p *prepared, ev events.Event) {
 	})
 	if ev.Type == events.TypeAssistantMessage && strings.HasPrefix(ev.RequestID, "assistant:") {
 		k := convKey{conv, strings.TrimPrefix(ev.RequestID, "assistant:")}
-		n := len(t.completes)
-		t.completes = append(t.completes, k)
-		tr, had := t.turns[k]
-		if tr != nil {
+		t.queue(qTurnComplete, k.conv, k.key)
+		if tr := t.turns[k]; tr != nil {
 			done := *tr
 			done.state, done.leaseExpires = turnCompleted, 0
-			t.turns[k] = &done
+			t.setTurn(k, done)
 		}
-		t.journal = append(t.journal, func() {
-			t.completes = t.completes[:n]
-			if had {
-				t.turns[k] = tr
-			} else {
-				delete(t.turns, k)
-			}
-		})
 	}
 }
 
@@ -643,50 +669,74 @@ func (t *txn) stage(p *prepared, ev events.Event) {
 // is stored, the transaction may run again).
 func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
 	inserts := len(t.staged) > 0
-	if !inserts && len(t.completes) == 0 && len(t.queued) == 0 {
+	if !inserts && len(t.queued) == 0 {
 		t.rollback()
 		return nil, nil
 	}
+	// Each statement queued comes with what reads its result.
 	b := &pgx.Batch{}
+	var reads []func(pgx.BatchResults) error
+	exec := func(br pgx.BatchResults) error { _, err := br.Exec(); return err }
+	pos := make(map[string]int64, len(t.staged))
+	var written map[string]string // conversation -> its read model row's new xmin
 	if inserts {
 		t.queueInsert(b)
-		if err := t.queueReadModels(b); err != nil {
-			t.rollback()
-			return nil, err
-		}
-		t.queueStreams(b)
-	}
-	if len(t.completes) > 0 {
-		b.Queue(qTurnsComplete, column(t.completes, 0), column(t.completes, 1))
-	}
-	for _, q := range t.queued {
-		b.Queue(q.sql, q.args...)
-	}
-	b.Queue("COMMIT")
-	pid := t.conn.PgConn().PID()
-	br := t.conn.SendBatch(ctx, b)
-	pos := make(map[string]int64, len(t.staged))
-	err := func() error {
-		if inserts {
+		reads = append(reads, func(br pgx.BatchResults) error {
 			rows, err := br.Query()
 			if err != nil {
 				return err
 			}
+			defer rows.Close()
 			for rows.Next() {
 				var id string
 				var p int64
 				if err := rows.Scan(&id, &p); err != nil {
-					rows.Close()
 					return err
 				}
 				pos[id] = p
 			}
-			if err := rows.Err(); err != nil {
-				return err
-			}
+			return rows.Err()
+		})
+		queued, err := t.queueReadModels(b)
+		if err != nil {
+			t.rollback()
+			return nil, err
 		}
-		for range b.Len() - 1 - boolInt(inserts) {
-			if _, err := br.Exec(); err != nil {
+		if queued {
+			reads = append(reads, func(br pgx.BatchResults) error {
+				rows, err := br.Query()
+				if err != nil {
+					return err
+				}
+				defer rows.Close()
+				written = map[string]string{}
+				for rows.Next() {
+					var conv, xmin string
+					if err := rows.Scan(&conv, &xmin); err != nil {
+						return err
+					}
+					written[conv] = xmin
+				}
+				return rows.Err()
+			})
+		}
+	}
+	// The turns' changes in the order the requests made them, then the
+	// streams' chunks, as if each statement ran when its request did.
+	for _, q := range t.queued {
+		b.Queue(q.sql, q.args...)
+		reads = append(reads, exec)
+	}
+	if inserts && t.queueStreams(b) {
+		reads = append(reads, exec)
+	}
+	b.Queue("COMMIT")
+	reads = append(reads, exec)
+	pid := t.conn.PgConn().PID()
+	br := t.conn.SendBatch(ctx, b)
+	err := func() error {
+		for _, read := range reads {
+			if err := read(br); err != nil {
 				return err
 			}
 		}
@@ -706,10 +756,12 @@ func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
 		if pos, err = t.r.positions(t.staged); err != nil {
 			return nil, fmt.Errorf("read the positions of a commit settled after its connection broke: %w", err)
 		}
+		written = nil // the new rows' versions went with the answer
 	} else if err != nil {
 		t.rollback()
 		return nil, err
 	}
+	t.cacheSummaries(written)
 	for _, s := range t.staged {
 		t.touched[s.ev.ConversationID] = struct{}{}
 	}
@@ -720,18 +772,64 @@ func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
 	return pos, nil
 }
 
+// cacheSummaries keeps the read models the transaction wrote, under the
+// row versions the upsert returned; without them (the answer was lost) it
+// forgets them.
+func (t *txn) cacheSummaries(xmins map[string]string) {
+	for conv, s := range t.dirty {
+		if xmin, ok := xmins[conv]; ok {
+			t.cache.put(conv, xmin, *s)
+		} else {
+			t.cache.drop(conv)
+		}
+	}
+}
+
+// summaryCache is the writer's copy of read models it read or wrote,
+// each under its row's version (xmin): begin reads a cached one again
+// only when another writer (another replica, a rebuild) changed the row.
+// Only the writer goroutine uses it.
+type summaryCache struct {
+	m map[string]cachedSummary
+}
+
+type cachedSummary struct {
+	xmin string
+	sum  repo.Summary
+}
+
+// maxCachedSummaries bounds the cache; it starts over when full.
+const maxCachedSummaries = 1 << 14
+
+func (c *summaryCache) get(conv string) (cachedSummary, bool) {
+	if c == nil {
+		return cachedSummary{}, false
+	}
+	e, ok := c.m[conv]
+	return e, ok
+}
+
+func (c *summaryCache) put(conv, xmin string, s repo.Summary) {
+	if c == nil {
+		return
+	}
+	if c.m == nil || len(c.m) >= maxCachedSummaries {
+		c.m = make(map[string]cachedSummary)
+	}
+	c.m[conv] = cachedSummary{xmin: xmin, sum: s}
+}
+
+func (c *summaryCache) drop(conv string) {
+	if c != nil {
+		delete(c.m, conv)
+	}
+}
+
 // fatal reports whether err is a server error that ends the session
 // (FATAL, PANIC): the server may have committed before it came.
 func fatal(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Severity == "FATAL" || pe.Severity == "PANIC")
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // queueInsert queues the insert of the staged events, in staging order.
@@ -741,7 +839,7 @@ func (t *txn) queueInsert(b *pgx.Batch) {
 		ids, convs, types, roles, extras = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		seqs, ats                        = make([]int64, n), make([]int64, n)
 		versions                         = make([]int32, n)
-		contents, parts                  = make([]pgtype.Text, n), make([]pgtype.Text, n)
+		contents, parts, searches        = make([]pgtype.Text, n), make([]pgtype.Text, n), make([]pgtype.Text, n)
 		bodies, fps                      = make([][]byte, n), make([][]byte, n)
 	)
 	for i, s := range t.staged {
@@ -751,13 +849,15 @@ func (t *txn) queueInsert(b *pgx.Batch) {
 		contents[i] = pgtype.Text{String: st.Text, Valid: st.TextSet}
 		parts[i] = pgtype.Text{String: st.PartsText, Valid: st.PartsText != ""}
 		bodies[i], extras[i], fps[i] = st.Body, string(st.Extra), s.fp
+		searches[i] = pgtype.Text{String: s.search, Valid: s.search != ""}
 	}
-	b.Queue(qInsert, ids, convs, seqs, types, versions, ats, roles, contents, bodies, extras, fps, parts)
+	b.Queue(qInsert, ids, convs, seqs, types, versions, ats, roles, contents, bodies, extras, fps, parts, searches)
 }
 
 // queueReadModels folds the staged events into their conversations' read
-// models and queues the upsert of those that changed.
-func (t *txn) queueReadModels(b *pgx.Batch) error {
+// models and queues the upsert of those that changed, reporting whether
+// it queued one.
+func (t *txn) queueReadModels(b *pgx.Batch) (bool, error) {
 	var order []string
 	dirty := map[string]*repo.Summary{}
 	for _, s := range t.staged {
@@ -777,8 +877,9 @@ func (t *txn) queueReadModels(b *pgx.Batch) error {
 		projection.Summarize(sum, e)
 	}
 	if len(order) == 0 {
-		return nil
+		return false, nil
 	}
+	t.dirty = dirty
 	n := len(order)
 	convs, users, sources, titles, jsons := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	actives, ended := make([]int64, n), make([]bool, n)
@@ -786,20 +887,20 @@ func (t *txn) queueReadModels(b *pgx.Batch) error {
 		s := dirty[id]
 		j, err := json.Marshal(s)
 		if err != nil {
-			return err
+			return false, err
 		}
 		convs[i], users[i], sources[i], titles[i] = id, noNUL(s.User), noNUL(s.Source), noNUL(s.Title)
 		actives[i], ended[i], jsons[i] = s.LastActiveAt.UnixNano(), s.Ended, string(j)
 	}
 	b.Queue(qSummaryPuts, convs, actives, users, sources, titles, ended, jsons)
-	return nil
+	return true, nil
 }
 
 // queueStreams records, once per stream, the chunks the transaction
 // wrote: a new stream's row, a later attempt, or a last chunk at least
 // repo.StreamTimeResolution newer than the row says (sweeps wait minutes;
 // rewriting the row at every commit would cost more than the chunks).
-func (t *txn) queueStreams(b *pgx.Batch) {
+func (t *txn) queueStreams(b *pgx.Batch) bool {
 	type stream struct {
 		lastAt  int64
 		attempt int64
@@ -835,9 +936,11 @@ func (t *txn) queueStreams(b *pgx.Batch) {
 		convs, urids = append(convs, k.conv), append(urids, k.key)
 		attempts, ats = append(attempts, int32(st.attempt)), append(ats, st.lastAt)
 	}
-	if len(convs) > 0 {
-		b.Queue(qTurnsChunks, convs, urids, attempts, ats, t.r.opts.Now().UnixNano())
+	if len(convs) == 0 {
+		return false
 	}
+	b.Queue(qTurnsChunks, convs, urids, attempts, ats, t.r.opts.Now().UnixNano())
+	return true
 }
 
 // noNUL replaces NUL bytes, which PostgreSQL text cannot hold, in a value

@@ -53,7 +53,9 @@ type prepared struct {
 	callerID bool // the caller supplied ev.ID: deduplicate on it too
 	stored   events.Stored
 	fp       dedupe.Fingerprint
-	err      error // preparation failed; the event is not written
+	// search is the tsvector of a message's words ("" for none).
+	search string
+	err    error // preparation failed; the event is not written
 }
 
 // prepare validates and completes an event for appending.
@@ -106,8 +108,22 @@ func (r *Repo) prepare(e events.Event, keepSeq bool) prepared {
 	}
 	if err := storable(&p.stored); err != nil {
 		p.err = err
+		return p
 	}
+	p.search = eventVector(p.ev.Type, &p.stored)
 	return p
+}
+
+// eventVector is the search tsvector of an event as encoded for storage:
+// the words of a message's text ("" for other events).
+func eventVector(t events.Type, s *events.Stored) string {
+	if !searchable(t) {
+		return ""
+	}
+	if s.TextSet {
+		return searchVector(s.Text)
+	}
+	return searchVector(s.PartsText)
 }
 
 // storable adapts an encoded event to what PostgreSQL text can hold: no
@@ -192,8 +208,9 @@ func (req *request) reset() {
 // are shared by all. Other processes have writers of their own; the
 // conversations' locks order them.
 type writer struct {
-	repo *Repo
-	conn *pgxpool.Conn
+	repo  *Repo
+	conn  *pgxpool.Conn
+	cache summaryCache
 }
 
 // maxAttempts bounds how often a group commit is run again after the
@@ -330,7 +347,7 @@ func (w *writer) try(live []*request) error {
 			}
 		}
 	}
-	t := r.newTxn(w.conn.Conn())
+	t := r.newTxn(w.conn.Conn(), &w.cache)
 	if len(plan.convs) == 0 { // every event failed its preparation
 		for _, req := range live {
 			t.apply(ctx, req)

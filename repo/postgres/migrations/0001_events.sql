@@ -18,8 +18,8 @@
 -- is none), kept as bytes since only Go reads it. extra is the extra
 -- object with request_id folded in, indexed through the generated
 -- request_id column. fingerprint is dedupe.Of: a retry is a duplicate only
--- when it matches. parts_text is the text search reads when content is
--- not plain text.
+-- when it matches. parts_text is the text of multi-part content's text
+-- parts (NULL otherwise), what search shows.
 CREATE TABLE events (
     pos             bigint  GENERATED ALWAYS AS IDENTITY (CACHE 1) PRIMARY KEY,
     id              text    COLLATE "C" NOT NULL,

@@ -16,14 +16,15 @@ CREATE TABLE conversations (
 CREATE INDEX conversations_recent ON conversations (last_active_at DESC, conversation_id DESC);
 CREATE INDEX conversations_user_recent ON conversations (user_id, last_active_at DESC, conversation_id DESC);
 
--- Full-text search over message text: an expression index on the log
--- itself, so the index is written by the insert of the message and keeps
--- no copy of the text. The 'simple' configuration lowercases words and
--- neither stems them nor drops stop words, like SQLite's unicode61.
-CREATE INDEX events_search ON events
-    USING gin (to_tsvector('simple', coalesce(content, parts_text)))
-    WHERE type IN ('user_message', 'assistant_message', 'tool_result')
-      AND (content IS NOT NULL OR parts_text IS NOT NULL);
+-- Full-text search over message text. search holds the distinct words
+-- of a message's text (user, assistant and tool messages), lowercased,
+-- as the writer splits them (letters and digits, like SQLite's unicode61
+-- tokenizer, without stemming or stop words), in the same insert as the
+-- event. PostgreSQL's own parser (to_tsvector) in an expression index
+-- cost three times the rest of an append.
+ALTER TABLE events ADD COLUMN search tsvector;
+
+CREATE INDEX events_search ON events USING gin (search) WHERE search IS NOT NULL;
 
 -- Per read model, the version of the code that built it and the highest
 -- pos it had applied when it was last rebuilt. Appends do not move pos:

@@ -1,0 +1,145 @@
+package postgres
+
+import (
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/chatlog/chatlog/events"
+)
+
+// The search index's words, split by the same function for messages and
+// queries: runs of letters and digits, lowercased. The writer stores a
+// message's distinct words as a tsvector (no positions: search matches
+// words, it neither ranks nor looks for phrases), so the server indexes
+// what it is given instead of parsing every message.
+
+// Limits PostgreSQL puts on a tsvector: a lexeme under 2 KiB, the whole
+// under 1 MiB. A longer word is not indexed (and a query for one finds
+// nothing); a message's words past the budget are not indexed either.
+const (
+	maxLexemeBytes = 2000
+	maxVectorBytes = 512 << 10
+)
+
+// words splits text into lowercased words.
+func words(text string) []string {
+	ws := strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	for i, w := range ws {
+		ws[i] = strings.ToLower(w)
+	}
+	return ws
+}
+
+// searchable reports whether events of type t are indexed for search.
+func searchable(t events.Type) bool {
+	switch t {
+	case events.TypeUserMessage, events.TypeAssistantMessage, events.TypeToolResult:
+		return true
+	}
+	return false
+}
+
+// searchVector returns the tsvector literal of text's distinct words
+// ('a' 'b' ...), or "" when it has none.
+func searchVector(text string) string {
+	ws := words(text)
+	if len(ws) == 0 {
+		return ""
+	}
+	slices.Sort(ws)
+	ws = slices.Compact(ws)
+	var b strings.Builder
+	for _, w := range ws {
+		if len(w) > maxLexemeBytes || !utf8.ValidString(w) {
+			continue
+		}
+		if b.Len()+len(w)+3 > maxVectorBytes {
+			break
+		}
+		if b.Len() > 0 {
+			b.WriteByte(' ')
+		}
+		quoteLexeme(&b, w)
+	}
+	return b.String()
+}
+
+// quoteLexeme writes w as a quoted tsvector or tsquery lexeme. Words hold
+// letters and digits only, but the quoting does not rely on it.
+func quoteLexeme(b *strings.Builder, w string) {
+	b.WriteByte('\'')
+	for _, r := range w {
+		if r == '\'' || r == '\\' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('\'')
+}
+
+// searchWords turns anything a user types into the words to look for (at
+// most 32), joined by spaces. It returns "" when there are none.
+func searchWords(q string) string {
+	ws := words(q)
+	if len(ws) > 32 {
+		ws = ws[:32]
+	}
+	return strings.Join(ws, " ")
+}
+
+// searchQuery returns the tsquery literal that matches messages holding
+// every word of q ('a' & 'b'), and false when no message can match (no
+// word, or one too long to be indexed).
+func searchQuery(q string) (string, bool) {
+	ws := strings.Fields(searchWords(q))
+	if len(ws) == 0 {
+		return "", false
+	}
+	var b strings.Builder
+	for i, w := range ws {
+		if len(w) > maxLexemeBytes {
+			return "", false
+		}
+		if i > 0 {
+			b.WriteString(" & ")
+		}
+		quoteLexeme(&b, w)
+	}
+	return b.String(), true
+}
+
+// vectorWords parses the words back out of a tsvector's text form, as the
+// server prints it ('a' 'b' ...), for verify.
+func vectorWords(v string) []string {
+	var out []string
+	for i := 0; i < len(v); {
+		if v[i] != '\'' {
+			i++
+			continue
+		}
+		var w strings.Builder
+		j := i + 1
+		for ; j < len(v); j++ {
+			if v[j] == '\\' && j+1 < len(v) {
+				j++
+				w.WriteByte(v[j])
+				continue
+			}
+			if v[j] == '\'' {
+				if j+1 < len(v) && v[j+1] == '\'' {
+					w.WriteByte('\'')
+					j++
+					continue
+				}
+				break
+			}
+			w.WriteByte(v[j])
+		}
+		out = append(out, w.String())
+		i = j + 1
+	}
+	slices.Sort(out)
+	return out
+}
