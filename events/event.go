@@ -31,6 +31,15 @@ const (
 	TypeMessageRetracted     Type = "message_retracted"
 	TypeTurnFailed           Type = "turn_failed"
 
+	// TypeLedgerEntry is one credit or debit of a user's credit ledger
+	// (package ledger). It is account-level: it lives only in the user's
+	// ledger stream (LedgerStreamPrefix + user), with extra
+	// {"kind":"credit"|"debit","amount":N,"balance":B,"note":TEXT}:
+	// amount a positive integer in the smallest unit of the currency,
+	// balance the running balance after the entry (never negative), note
+	// optional.
+	TypeLedgerEntry Type = "ledger_entry"
+
 	// TypeMeta is the legacy (schema version 1) catch-all metadata type.
 	// Legacy meta events that carried a streamed chunk are upcast to
 	// TypeAssistantDelta on decode; other meta events are kept as they are.
@@ -59,7 +68,36 @@ var knownTypes = map[Type]Role{
 	TypeMessageRetracted:     "",
 	TypeTurnFailed:           "",
 	TypeMeta:                 "",
+	TypeLedgerEntry:          "",
 }
+
+// accountTypes are the account-level types: the only ones account
+// streams hold, and found nowhere else.
+var accountTypes = map[Type]bool{
+	TypeLedgerEntry: true,
+}
+
+// AccountStreamPrefix begins the conversation ids reserved for chatlog's
+// own per-user streams (account streams), such as a user's credit ledger.
+// An account stream holds account-level events only, and those live
+// nowhere else (Validate enforces both), so a user's ledger can never be
+// written by an ordinary append nor mistaken for a conversation.
+const AccountStreamPrefix = "~"
+
+// LedgerStreamPrefix begins the id of a user's ledger stream, which is
+// LedgerStreamPrefix + the user's id.
+const LedgerStreamPrefix = AccountStreamPrefix + "ledger/"
+
+// IsAccountStream reports whether conversationID names an account stream.
+// Read models (the conversation list, summaries, search) leave these
+// streams out; this is the one place that says which they are.
+func IsAccountStream(conversationID string) bool {
+	return strings.HasPrefix(conversationID, AccountStreamPrefix)
+}
+
+// AccountLevel reports whether events of type t belong in account streams
+// (and only there).
+func (t Type) AccountLevel() bool { return accountTypes[t] }
 
 // Known reports whether t is a built-in type or a custom ("x-") one.
 func (t Type) Known() bool {

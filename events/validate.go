@@ -96,6 +96,17 @@ func (e *Event) Validate() error {
 	}
 
 	checkName("conversation_id", e.ConversationID, MaxConversationIDBytes, true)
+	if e.ConversationID != "" && e.Type != "" {
+		switch account := IsAccountStream(e.ConversationID); {
+		case account && !e.Type.AccountLevel():
+			bad("conversation_id", "ids beginning with %q are reserved for chatlog's per-user account streams, which hold no %s events",
+				AccountStreamPrefix, truncate(string(e.Type), 64))
+		case !account && e.Type.AccountLevel():
+			bad("conversation_id", "a %s belongs in a per-user account stream, whose id begins with %q", e.Type, AccountStreamPrefix)
+		case e.Type == TypeLedgerEntry && (!strings.HasPrefix(e.ConversationID, LedgerStreamPrefix) || len(e.ConversationID) == len(LedgerStreamPrefix)):
+			bad("conversation_id", "a ledger_entry belongs in a user's ledger stream, %q followed by the user's id", LedgerStreamPrefix)
+		}
+	}
 	checkName("request_id", e.RequestID, MaxRequestIDBytes, false)
 	checkName("id", e.ID, MaxIDBytes, false)
 	switch {
@@ -194,6 +205,21 @@ func (e *Event) Validate() error {
 	case TypeSystemUpdate:
 		if e.Content == nil {
 			bad("content", "is required for a system_update")
+		}
+	case TypeLedgerEntry:
+		if kind, _ := e.ExtraString("kind"); kind != "credit" && kind != "debit" {
+			bad("extra.kind", `must be "credit" or "debit"`)
+		}
+		if n, ok := e.ExtraInt("amount"); !ok || n <= 0 {
+			bad("extra.amount", "must be a positive integer (in the smallest unit) of at most %d", int64(math.MaxInt64))
+		}
+		if n, ok := e.ExtraInt("balance"); !ok || n < 0 {
+			bad("extra.balance", "must be a non-negative integer of at most %d: the balance after the entry", int64(math.MaxInt64))
+		}
+		if note, present := e.Extra["note"]; present {
+			if _, ok := note.(string); !ok {
+				bad("extra.note", "must be a string")
+			}
 		}
 	}
 	if len(e.ToolCalls) > 0 && e.Type != TypeAssistantMessage && e.Type != TypeAssistantDelta {
