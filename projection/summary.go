@@ -11,7 +11,7 @@ import (
 // SummaryVersion is the version of the Summarize fold. Change it whenever
 // Summarize changes what it computes: stores then know their conversation
 // read model is stale and must be rebuilt from the log.
-const SummaryVersion = 1
+const SummaryVersion = 2
 
 // PreviewRunes is how much of the first user message a preview keeps.
 const PreviewRunes = 60
@@ -23,8 +23,12 @@ const PreviewRunes = 60
 // Streamed chunks (assistant_delta) do not change a summary: the final
 // message that folds them does, so a reply streaming costs the read model
 // nothing until it is finished.
+//
+// Account streams (events.IsAccountStream: a user's ledger) are not
+// conversations and have no summary: Summarize leaves s alone for their
+// events, and stores keep no read model row for them (Listed).
 func Summarize(s *repo.Summary, e *events.Event) {
-	if e.Type == events.TypeAssistantDelta {
+	if e.Type == events.TypeAssistantDelta || !Listed(e.ConversationID) {
 		return
 	}
 	if s.ConversationID == "" {
@@ -82,6 +86,11 @@ func Summarize(s *repo.Summary, e *events.Event) {
 		s.Messages++
 	}
 }
+
+// Listed reports whether a conversation belongs in the read models (the
+// conversation list, summaries, search). Account streams do not: listing
+// or searching a user's ledger would show money movements as chats.
+func Listed(conversationID string) bool { return !events.IsAccountStream(conversationID) }
 
 // Preview trims text to PreviewRunes runes, whitespace collapsed, with an
 // ellipsis when it was cut.

@@ -28,8 +28,8 @@ func (w *writer) applyReadModels(evs []events.Event) error {
 	messages := false
 	for i := range evs {
 		e := &evs[i]
-		if e.Type == events.TypeAssistantDelta {
-			continue // chunks leave summaries alone (projection.Summarize)
+		if e.Type == events.TypeAssistantDelta || !projection.Listed(e.ConversationID) {
+			continue // chunks and account streams leave summaries alone (projection.Summarize)
 		}
 		switch e.Type {
 		case events.TypeUserMessage, events.TypeAssistantMessage, events.TypeToolResult:
@@ -50,7 +50,9 @@ func (w *writer) applyReadModels(evs []events.Event) error {
 	// One statement indexes the whole batch: FTS5 flushes its pending
 	// terms to disk at every statement of a transaction, and one insert
 	// per message made tiny segments and constant merging (costlier than
-	// writing the events themselves).
+	// writing the events themselves). The index takes messages only,
+	// which account streams cannot hold (events.Validate), so it never
+	// needs projection.Listed.
 	first, last := evs[0].Pos, evs[len(evs)-1].Pos
 	if messages { // a commit of chunks alone has nothing to index
 		if err := w.exec(qSearchIndexRange, first, last); err != nil {
@@ -340,6 +342,9 @@ func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *eve
 type summaries map[string]*repo.Summary
 
 func (sums summaries) apply(e *events.Event) {
+	if !projection.Listed(e.ConversationID) {
+		return // account streams have no read model row
+	}
 	s := sums[e.ConversationID]
 	if s == nil {
 		s = &repo.Summary{}
