@@ -77,6 +77,7 @@ var commands = []*command{
 	lsCommand,
 	searchCommand,
 	showCommand,
+	ledgerCommand,
 	exportCommand,
 	importCommand,
 	rebuildCommand,
