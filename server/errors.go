@@ -12,6 +12,7 @@ import (
 	"github.com/chatlog/chatlog/compact"
 	"github.com/chatlog/chatlog/dedupe"
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/ledger"
 	"github.com/chatlog/chatlog/repo"
 )
 
@@ -32,6 +33,8 @@ const (
 	codeChunkConflict    = "chunk_conflict"
 	codeToolCall         = "invalid_tool_call"
 	codeUnavailable      = "unavailable"
+	codeInsufficient     = "insufficient_funds"
+	codeContended        = "ledger_contended"
 	codeInternal         = "internal"
 )
 
@@ -51,6 +54,10 @@ type apiError struct {
 	// Attempt and LeaseExpiresAt say who holds a turn in flight.
 	Attempt        int    `json:"attempt,omitempty"`
 	LeaseExpiresAt string `json:"lease_expires_at,omitempty"`
+	// Balance and Amount detail insufficient_funds: the balance the
+	// debit was refused against, and the debit.
+	Balance *int64 `json:"balance,omitempty"`
+	Amount  *int64 `json:"amount,omitempty"`
 	// retryAfter, when positive, is sent as Retry-After (seconds).
 	retryAfter int
 }
@@ -79,6 +86,7 @@ func (s *Server) errorFor(err error) *apiError {
 		gap      *compact.GapError
 		tooLarge *http.MaxBytesError
 		field    *events.FieldError
+		short    *ledger.InsufficientFundsError
 	)
 	switch {
 	case errors.As(err, &ae):
@@ -100,6 +108,13 @@ func (s *Server) errorFor(err error) *apiError {
 		return &apiError{status: http.StatusConflict, Code: codeInFlight, Message: err.Error(),
 			Attempt: inFlight.Attempt, LeaseExpiresAt: events.FormatTime(inFlight.LeaseExpiresAt),
 			retryAfter: s.retryAfter(inFlight)}
+	case errors.As(err, &short):
+		return &apiError{status: http.StatusConflict, Code: codeInsufficient, Message: err.Error(),
+			Balance: &short.Balance, Amount: &short.Amount}
+	case errors.Is(err, ledger.ErrContended):
+		// Other writers kept winning the user's ledger: nothing was
+		// written, and the same request may be sent again shortly.
+		return &apiError{status: http.StatusServiceUnavailable, Code: codeContended, Message: err.Error(), retryAfter: 1}
 	case errors.As(err, &gap):
 		return &apiError{status: http.StatusConflict, Code: codeChunkGap, Message: err.Error() + "; nothing written"}
 	case errors.Is(err, compact.ErrIndexConflict):

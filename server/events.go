@@ -33,6 +33,12 @@ func (s *Server) appendEvent(w http.ResponseWriter, r *http.Request) error {
 	case e.ConversationID != cid:
 		return badRequest("conversation_id", "is %q, but the path names conversation %q", e.ConversationID, cid)
 	}
+	if events.IsAccountStream(e.ConversationID) {
+		// Validate lets a ledger_entry into its account stream; only the
+		// ledger endpoint may write one there, with its guards.
+		return badRequest("conversation_id", "ids beginning with %q are reserved for per-user account streams; use POST /v1/users/{uid}/ledger",
+			events.AccountStreamPrefix)
+	}
 	if e.RequestID, err = requestKey(r, e.RequestID); err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chatlog/chatlog/ledger"
 	"github.com/chatlog/chatlog/repo"
 )
 
@@ -72,6 +73,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for Retry-After. Default time.Now.
 	Now func() time.Time
+	// Ledger adjusts the ledger endpoints (how long a post keeps retrying
+	// against other writers). Default: ledger.New's defaults.
+	Ledger *ledger.Options
 }
 
 func (o *Options) withDefaults() Options {
@@ -112,6 +116,7 @@ func setDefault[T int | int64 | time.Duration](p *T, def T) {
 // shutdown. It does not own the store: close it after Serve returns.
 type Server struct {
 	repo    repo.Repo
+	ledger  *ledger.Ledger
 	opts    Options
 	mux     *http.ServeMux
 	metrics *metrics
@@ -132,7 +137,7 @@ var _ http.Handler = (*Server)(nil)
 // New returns a Server answering the HTTP API from r.
 func New(r repo.Repo, opts *Options) *Server {
 	o := opts.withDefaults()
-	s := &Server{repo: r, opts: o, mux: http.NewServeMux(), log: o.Logger}
+	s := &Server{repo: r, ledger: ledger.New(r, o.Ledger), opts: o, mux: http.NewServeMux(), log: o.Logger}
 	if o.Token != "" {
 		s.token = sha256.Sum256([]byte(o.Token))
 	}
@@ -161,6 +166,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/conversations/{cid}", s.showConversation)
 	s.handle("GET /v1/conversations", s.listConversations)
 	s.handle("GET /v1/search", s.search)
+	s.handle("POST /v1/users/{uid}/ledger", s.postLedger)
+	s.handle("GET /v1/users/{uid}/balance", s.balance)
 }
 
 // handlerFunc is an endpoint: it writes a success response itself and
