@@ -96,6 +96,7 @@ var cases = []testCase{
 	{"Finish", finishCases},
 	{"FailTurn", failCases},
 	{"Streams", streamCases},
+	{"Ledger", ledgerCases},
 }
 
 type suite struct {
@@ -137,7 +138,10 @@ func (s *suite) fresh(t *testing.T) *env {
 //     gap or repeat, the same events (id, seq, pos) as All, in pos order;
 //   - no request_id appears twice within a conversation;
 //   - Last agrees with the tail of Events and ByRequestID finds events by
-//     their key (sampled).
+//     their key (sampled);
+//   - in every user's ledger (events.LedgerStreamPrefix), each entry's
+//     balance is the one before it plus or minus its amount, never
+//     negative.
 //
 // Run calls it after every subtest; backends may call it in their own tests.
 func Check(t testing.TB, r repo.Repo) {
@@ -223,6 +227,9 @@ func Check(t testing.TB, r repo.Repo) {
 				}
 				rids[e.RequestID] = e.Seq
 			}
+		}
+		if strings.HasPrefix(conv, events.LedgerStreamPrefix) {
+			checkLedger(conv, evs, bad)
 		}
 		if len(evs) > 0 {
 			n := min(3, len(evs))
