@@ -304,6 +304,52 @@ func TestLedger_Post_concurrent(t *testing.T) {
 	}
 }
 
+// blindRepo misses the first look-up of each key, as a caller does whose
+// twin (same key) commits between its look-up and its append.
+type blindRepo struct {
+	repo.Repo
+	mu     sync.Mutex
+	missed map[string]bool
+}
+
+func (b *blindRepo) ByRequestID(ctx context.Context, conversationID, requestID string) (events.Event, error) {
+	b.mu.Lock()
+	miss := !b.missed[requestID]
+	b.missed[requestID] = true
+	b.mu.Unlock()
+	if miss {
+		return events.Event{}, repo.ErrNotFound
+	}
+	return b.Repo.ByRequestID(ctx, conversationID, requestID)
+}
+
+// TestLedger_Post_twinMissedLookup: a post that missed its key in the
+// look-up (its twin committed just after) reaches the store, whose
+// unique key refuses it; the post is then judged on its own fields
+// against the twin's entry, although the twin's running balance differs
+// from the one the post computed.
+func TestLedger_Post_twinMissedLookup(t *testing.T) {
+	ctx := context.Background()
+	store := openRepo(t, ":memory:")
+	twin := ledger.Request{User: "u", Kind: ledger.Credit, Amount: 10, RequestID: "k", Note: "n"}
+	stored := post(t, ledger.New(store, nil), twin)
+	post(t, ledger.New(store, nil), ledger.Request{User: "u", Kind: ledger.Credit, Amount: 5, RequestID: "other"})
+
+	l := ledger.New(&blindRepo{Repo: store, missed: map[string]bool{}}, nil)
+	res, err := l.Post(ctx, twin)
+	if err != nil || !res.Duplicate() || res.Entry != stored.Entry {
+		t.Fatalf("Post = %+v, %v; want the twin's entry %+v as a duplicate", res, err, stored.Entry)
+	}
+	l = ledger.New(&blindRepo{Repo: store, missed: map[string]bool{}}, nil)
+	_, err = l.Post(ctx, ledger.Request{User: "u", Kind: ledger.Credit, Amount: 11, RequestID: "k", Note: "n"})
+	var conflict *repo.ConflictError
+	if !errors.As(err, &conflict) || conflict.Stored.ID != stored.Entry.ID {
+		t.Fatalf("Post with another amount = %v, want a conflict carrying the twin's entry", err)
+	}
+	wantHead(t, store, "u", 2)
+	wantBalance(t, ledger.New(store, nil), "u", 15)
+}
+
 // countingRepo counts the appends refused for a moved head.
 type countingRepo struct {
 	repo.Repo
