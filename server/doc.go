@@ -18,6 +18,7 @@
 //	GET  /v1/search                                     full-text search
 //	GET  /healthz                                       200 "ok", never authenticated
 //	GET  /metrics                                       Prometheus text format
+//	GET  /ui/                                           the replay debugger (package ui), never authenticated
 //
 // # Status codes
 //

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/chatlog/chatlog/repo"
+	"github.com/chatlog/chatlog/ui"
 )
 
 // Defaults of Options.
@@ -36,7 +37,8 @@ const (
 // zero field takes its default.
 type Options struct {
 	// Token, when set, is the bearer token every request but /healthz
-	// must carry (Authorization: Bearer <Token>); others get 401.
+	// and the replay debugger's assets (/ui/) must carry
+	// (Authorization: Bearer <Token>); others get 401.
 	// Default: no authentication.
 	Token string
 	// MaxBody caps a request body in bytes; a larger one gets 413.
@@ -161,6 +163,8 @@ func (s *Server) routes() {
 	s.handle("GET /v1/conversations/{cid}", s.showConversation)
 	s.handle("GET /v1/conversations", s.listConversations)
 	s.handle("GET /v1/search", s.search)
+	s.mux.Handle("GET "+ui.Prefix, ui.Handler())
+	s.mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))
 }
 
 // handlerFunc is an endpoint: it writes a success response itself and
@@ -212,7 +216,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	if s.opts.Token != "" && r.URL.Path != "/healthz" && !s.authorized(r) {
+	if s.opts.Token != "" && !public(r.URL.Path) && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="chatlog"`)
 		s.writeError(w, r, &apiError{status: http.StatusUnauthorized, Code: codeUnauthorized,
 			Message: "missing or wrong bearer token (Authorization: Bearer <token>)"})
@@ -223,6 +227,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// public reports whether path is served without the bearer token: the
+// health check, and the replay debugger's static assets, which hold no
+// data (the page sends the token with its API requests).
+func public(path string) bool {
+	return path == "/healthz" || path == "/ui" || strings.HasPrefix(path, ui.Prefix)
 }
 
 // authorized reports whether r carries the bearer token. Both sides are
