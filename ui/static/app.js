@@ -279,7 +279,7 @@ function renderHead() {
     return;
   }
   const u = s.usage ?? {};
-  const fact = (label, value, cls) => value ? h('span.fact' + (cls ? '.' + cls : ''), null, h('span.k', null, label), ' ', value) : null;
+  const fact = (label, value, cls) => value ? h('span.fact' + (cls ? '.' + cls : ''), { dataset: { fact: label } }, h('span.k', null, label), ' ', h('span.v', null, value)) : null;
   head.replaceChildren(
     h('div.title-row', null,
       h('h1', null, s.title || s.preview || s.conversation_id),
@@ -333,7 +333,8 @@ function renderTimeline() {
   tl.dataset.count = String(C.events.length);
   tl.dataset.lastSeq = String(C.events.at(-1)?.seq ?? 0);
   const folded = C.events.filter((e) => e.type === 'assistant_delta').length;
-  $('timeline-count').textContent = C.events.length + ' events' + (folded ? ' · ' + folded + ' chunks' : '');
+  // As the read model counts: events, with the streamed chunks apart.
+  $('timeline-count').textContent = (C.events.length - folded) + ' events' + (folded ? ' + ' + folded + ' chunks' : '');
   $('expand-all').textContent = C.allOpen ? 'collapse streams' : 'expand streams';
   $('expand-all').hidden = folded === 0;
   markSelection();

@@ -236,5 +236,8 @@ export function ago(t, now = Date.now()) {
 export function dur(msec) {
   if (msec < 1000) return Math.round(msec) + ' ms';
   if (msec < 60000) return (msec / 1000).toFixed(msec < 10000 ? 2 : 1) + ' s';
-  return Math.floor(msec / 60000) + 'm ' + Math.round((msec % 60000) / 1000) + 's';
+  const s = Math.round(msec / 1000);
+  if (s < 3600) return Math.floor(s / 60) + 'm ' + (s % 60) + 's';
+  if (s < 86400) return Math.floor(s / 3600) + 'h ' + Math.floor((s % 3600) / 60) + 'm';
+  return Math.floor(s / 86400) + 'd ' + Math.floor((s % 86400) / 3600) + 'h';
 }
