@@ -358,7 +358,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(s.close)
-	s.log.Info("listening", slog.String("addr", ln.Addr().String()))
+	s.log.Info("listening", slog.String("addr", ln.Addr().String()),
+		slog.String("replay_debugger", "http://"+ln.Addr().String()+ui.Prefix))
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
