@@ -140,10 +140,17 @@ function convRow(c) {
 
 function hitRow(hit) {
   const snippet = h('div.snippet');
-  // The store marks matches [like this].
-  for (const [i, part] of hit.snippet.split(/\[|\]/).entries()) {
-    snippet.append(i % 2 ? h('mark', null, part) : part);
+  // The store marks matches [like this]; text may hold brackets of its
+  // own (JSON), so only bracketed words of the query become marks.
+  const words = S.list.q.toLowerCase().split(/\s+/).filter(Boolean);
+  const isMatch = (w) => { const l = w.toLowerCase(); return words.some((q) => l.includes(q) || q.includes(l)); };
+  let last = 0;
+  for (const m of hit.snippet.matchAll(/\[([^\[\]\n]{1,80})\]/g)) {
+    if (!isMatch(m[1])) continue;
+    snippet.append(hit.snippet.slice(last, m.index), h('mark', null, m[1]));
+    last = m.index + m[0].length;
   }
+  snippet.append(hit.snippet.slice(last));
   return h('li.hit', { dataset: { cid: hit.conversation_id, seq: hit.seq } },
     h('a.conv-link', { href: convHash(hit.conversation_id, hit.seq) },
       h('div.c-meta', null, h('span.mono.c-id', null, hit.conversation_id), h('span.mono', null, 'seq ' + hit.seq),
