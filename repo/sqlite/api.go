@@ -224,12 +224,14 @@ func (r *Repo) ContextMarkers(ctx context.Context, conversationID string, untilS
 	}
 	var m repo.ContextMarkers
 	err := r.read(ctx, func(c *conn) error {
-		ev, found, err := lookupRow(c, qLatestPrompt, conversationID, untilSeq)
-		if err != nil {
-			return err
-		}
-		if found {
-			m.Prompt = &ev
+		for _, q := range []string{qLatestStarted, qLatestPromptSet} {
+			ev, found, err := lookupRow(c, q, conversationID, untilSeq)
+			if err != nil {
+				return err
+			}
+			if found && (m.Prompt == nil || ev.Seq > m.Prompt.Seq) {
+				m.Prompt = &ev
+			}
 		}
 		s, err := c.stmt(qLatestClear)
 		if err != nil {

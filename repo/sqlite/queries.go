@@ -149,17 +149,18 @@ WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1`
 WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT 1`
 )
 
-// Context markers: the predicate repeats the partial index's, so the
-// planner uses it.
+// Context markers: each lookup names one type as a literal, which SQLite
+// can prove implies the partial index's predicate (type = ... OR ...), so
+// it reads one entry of that index. INDEXED BY keeps the planner from
+// walking the whole conversation back through its seq index instead.
 const (
-	// INDEXED BY: with two types and ORDER BY seq, the planner would
-	// rather walk the whole conversation back through its seq index.
-	qLatestPrompt = `SELECT ` + eventColumns + ` FROM events INDEXED BY events_context_markers
-WHERE conversation_id = ? AND type IN ('conversation_started', 'system_prompt_set') AND seq <= ?
-  AND type IN ('conversation_started', 'system_prompt_set', 'conversation_cleared')
+	qLatestStarted = `SELECT ` + eventColumns + ` FROM events INDEXED BY events_context_markers
+WHERE conversation_id = ? AND type = 'conversation_started' AND seq <= ?
 ORDER BY seq DESC LIMIT 1`
-	qLatestClear = `SELECT seq FROM events
+	qLatestPromptSet = `SELECT ` + eventColumns + ` FROM events INDEXED BY events_context_markers
+WHERE conversation_id = ? AND type = 'system_prompt_set' AND seq <= ?
+ORDER BY seq DESC LIMIT 1`
+	qLatestClear = `SELECT seq FROM events INDEXED BY events_context_markers
 WHERE conversation_id = ? AND type = 'conversation_cleared' AND seq <= ?
-  AND type IN ('conversation_started', 'system_prompt_set', 'conversation_cleared')
 ORDER BY seq DESC LIMIT 1`
 )
