@@ -13,3 +13,8 @@ CREATE INDEX branches_parent ON branches (parent_id);
 -- Titles are unique across conversations: the writer checks a title
 -- against this index before it records one.
 CREATE INDEX conversations_title ON conversations (title) WHERE title <> '';
+
+-- Erasure must not leave a deleted message's words in the search index:
+-- with secure-delete, FTS5 removes a deleted row's entries at once
+-- instead of recording a tombstone beside them until the next merge.
+INSERT INTO message_search (message_search, rank) VALUES ('secure-delete', 1);
