@@ -160,7 +160,7 @@ type HasBranchesError struct {
 }
 
 func (e *HasBranchesError) Error() string {
-	return fmt.Sprintf("conversation %q has branches (%s): erase them first or cascade",
+	return fmt.Sprintf("conversation %q has branches (%s)",
 		e.ConversationID, strings.Join(e.Branches, ", "))
 }
 
