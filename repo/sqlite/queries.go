@@ -147,8 +147,6 @@ WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1`
 WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT 1`
 )
 
-
-
 // Lineage, erasure and titles (Management).
 const (
 	qBranchOf   = `SELECT parent_id, parent_seq FROM branches WHERE conversation_id = ?`
