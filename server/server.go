@@ -161,6 +161,18 @@ func (s *Server) routes() {
 	s.handle("GET /v1/conversations/{cid}", s.showConversation)
 	s.handle("GET /v1/conversations", s.listConversations)
 	s.handle("GET /v1/search", s.search)
+	s.handle("POST /v1/conversations/{cid}/fork", s.fork)
+	s.handle("DELETE /v1/conversations/{cid}", s.deleteConversation)
+	s.handle("PUT /v1/conversations/{cid}/title", s.setTitle)
+	s.handle("PUT /v1/conversations/{cid}/system", s.setSystem)
+	s.handle("POST /v1/conversations/{cid}/start", s.start)
+	s.handle("POST /v1/conversations/{cid}/end", s.end)
+	s.handle("POST /v1/conversations/{cid}/reopen", s.reopen)
+	s.handle("POST /v1/conversations/{cid}/clear", s.clear)
+	s.handle("POST /v1/conversations/{cid}/pop", s.pop)
+	s.handle("POST /v1/conversations/{cid}/usage", s.usage)
+	s.handle("GET /v1/users/{uid}/usage", s.userUsage)
+	s.handle("GET /v1/resolve", s.resolve)
 }
 
 // handlerFunc is an endpoint: it writes a success response itself and
