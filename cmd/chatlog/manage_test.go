@@ -224,3 +224,36 @@ func TestReplayPaging(t *testing.T) {
 	wantCode(t, run(t, "", "--db", db, "replay", "--conversation", "c", "--last", "2", "--reverse"), 2)
 	wantCode(t, run(t, "", "--db", db, "replay", "--conversation", "c", "--until-seq", "2", "--before-seq", "2"), 2)
 }
+
+// TestForkExportImport: a branch's lineage survives export and import,
+// of the whole log and of the branch alone (its export carries the
+// history it inherits).
+func TestForkExportImport(t *testing.T) {
+	db := tempDB(t)
+	for _, text := range []string{"one", "two", "three"} {
+		wantCode(t, run(t, "", "--db", db, "append", "--conversation", "p", "--type", "user_message", "--content", text), 0)
+	}
+	wantCode(t, run(t, "", "--db", db, "fork", "--conversation", "p", "--at-seq", "2", "--new-id", "b"), 0)
+	wantCode(t, run(t, "", "--db", db, "append", "--conversation", "b", "--type", "user_message", "--content", "branch"), 0)
+	wantCode(t, run(t, "", "--db", db, "fork", "--conversation", "b", "--new-id", "bb"), 0)
+	wantCode(t, run(t, "", "--db", db, "append", "--conversation", "bb", "--type", "user_message", "--content", "deeper"), 0)
+	// pos is the importing store's own; everything else carries over.
+	want := withoutPos(run(t, "", "--db", db, "replay", "--conversation", "bb").stdout)
+	wantMessages := run(t, "", "--db", db, "messages", "--conversation", "bb").stdout
+	for _, scope := range [][]string{nil, {"--conversation", "bb"}} {
+		out := run(t, "", append([]string{"--db", db, "export"}, scope...)...)
+		wantCode(t, out, 0)
+		other := tempDB(t)
+		for range 2 { // importing twice adds nothing
+			r := run(t, out.stdout, "--db", other, "import", "-")
+			wantCode(t, r, 0)
+		}
+		if got := withoutPos(run(t, "", "--db", other, "replay", "--conversation", "bb").stdout); got != want {
+			t.Errorf("export %v: imported branch replays\n%s\nwant\n%s", scope, got, want)
+		}
+		if got := run(t, "", "--db", other, "messages", "--conversation", "bb").stdout; got != wantMessages {
+			t.Errorf("export %v: imported branch's messages %s, want %s", scope, got, wantMessages)
+		}
+		wantCode(t, run(t, "", "--db", other, "verify"), 0)
+	}
+}

@@ -507,7 +507,11 @@ func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]st
 			report("pos %d follows pos %d", e.Pos, lastPos)
 		}
 		lastPos = e.Pos
-		if want := heads[e.ConversationID] + 1; e.Seq != want {
+		head, seen := heads[e.ConversationID]
+		if at, ok := e.ExtraInt("parent_seq"); !seen && ok && e.Type == events.TypeConversationForked {
+			head = at // a branch's seqs continue its parent's
+		}
+		if want := head + 1; e.Seq != want {
 			report("conversation %q: seq %d where %d was expected", e.ConversationID, e.Seq, want)
 		}
 		heads[e.ConversationID] = e.Seq
