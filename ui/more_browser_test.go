@@ -106,33 +106,35 @@ func TestBrowser_Viewports(t *testing.T) {
 	}
 }
 
-// TestBrowser_Fork_WaitsForEndpoint forks from an event and opens the
-// branch. It needs POST /v1/conversations/{cid}/fork (INTERFACE.md); until
-// the server has it, the test says so and skips.
-func TestBrowser_Fork_WaitsForEndpoint(t *testing.T) {
+// TestBrowser_Fork forks from an event through the fork endpoint and
+// opens the branch.
+func TestBrowser_Fork(t *testing.T) {
 	s := newStack(t, "")
-	if code, _ := s.do("GET", "/v1/conversations/demo-weather/fork", nil); code == http.StatusNotFound {
-		t.Skip("the server has no POST /v1/conversations/{cid}/fork yet (GET answers 404, not 405)")
-	}
 	p := newPage(t, s, "fork", 1280, 800)
 	p.open("/ui/#/c/demo-weather/6")
 	p.wait("the timeline", `document.querySelector('#timeline')?.dataset.count === '18'`, step)
 	p.wait("seq 6 selected", `document.querySelector('#timeline .ev[aria-selected="true"]')?.dataset.seq === '6'`, step)
 	p.click(`#fork`)
-	p.wait("the branch opened", `!location.hash.startsWith('#/c/demo-weather') && document.querySelector('#timeline')?.dataset.count === '6'`, step)
-	var cid string
-	if _, err := fmt.Sscanf(eval[string](p, `decodeURIComponent(location.hash.split('/')[2])`), "%s", &cid); err != nil {
-		t.Fatal(err)
-	}
+	p.wait("the branch opened", `!location.hash.startsWith('#/c/demo-weather') && document.querySelector('#timeline')?.dataset.count > 0`, step)
+	cid := eval[string](p, `decodeURIComponent(location.hash.split('/')[2])`)
 	branch := s.events(cid)
 	orig := s.events("demo-weather")
-	if len(branch) != 6 {
-		t.Fatalf("the branch %s has %d events, want the 6 up to seq 6", cid, len(branch))
+	p.wait("the branch's timeline", fmt.Sprintf(`document.querySelector('#timeline').dataset.count === '%d'`, len(branch)), step)
+	// The branch holds the history up to seq 6, then says where it
+	// came from.
+	if len(branch) != 7 {
+		t.Fatalf("the branch %s has %d events, want the 6 up to seq 6 and its conversation_forked", cid, len(branch))
 	}
-	for i, e := range branch {
+	for i, e := range branch[:6] {
 		if e["type"] != orig[i]["type"] || fmt.Sprint(e["content"]) != fmt.Sprint(orig[i]["content"]) {
 			t.Errorf("branch event %d is %v %v, the original's %v %v", i+1, e["type"], e["content"], orig[i]["type"], orig[i]["content"])
 		}
+	}
+	if x, _ := branch[6]["extra"].(map[string]any); branch[6]["type"] != "conversation_forked" || x["parent_id"] != "demo-weather" || x["parent_seq"] != 6.0 {
+		t.Errorf("the branch's last event is %v", branch[6])
+	}
+	if link := eval[string](p, `document.querySelector('#timeline .ev[data-type="conversation_forked"] a')?.getAttribute('href') ?? ''`); link != "#/c/demo-weather/6" {
+		t.Errorf("the conversation_forked row links to %q, want #/c/demo-weather/6", link)
 	}
 	sum := s.get("/v1/conversations/" + cid).(map[string]any)
 	if sum["parent_id"] != "demo-weather" || sum["parent_seq"] != 6.0 {

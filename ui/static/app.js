@@ -358,6 +358,10 @@ function eventRow(ev, prevTime, item) {
     const x = ev.extra ?? {};
     body.append(h('div.content.dim', null, ['source', 'user', 'model', 'project'].filter((k) => x[k]).map((k) => k + '=' + x[k]).join('  ')));
   } else if (ev.type === 'conversation_ended' && ev.extra?.reason) body.append(h('div.content.dim', null, 'reason: ' + ev.extra.reason));
+  else if (ev.type === 'conversation_forked' && ev.extra?.parent_id) {
+    body.append(h('div.content.dim', null, 'from ', h('a', { href: convHash(ev.extra.parent_id, ev.extra.parent_seq) },
+      ev.extra.parent_id + ' @ ' + ev.extra.parent_seq)));
+  }
   else if (t) body.append(h('div.content', null, t));
   if (ev.type === 'tool_result' && ev.tool_call_id) body.prepend(h('div.pair.mono', null, '← ' + ev.tool_call_id));
   for (const call of ev.tool_calls ?? []) {
