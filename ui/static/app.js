@@ -422,10 +422,22 @@ function foldControls(item, key) {
     }, '▶ play'));
 }
 
+// A closed fold's rows are built when it is first opened: in a long
+// conversation most rows are chunks, and drawing them all up front is
+// most of the time it takes to open it.
+const unbuilt = new WeakMap(); // fold element -> its item, until built
+
 function foldBox(item, key) {
   const C = S.conv;
   const box = h('div.fold', { dataset: { key }, role: 'group' });
   box.hidden = !(C.allOpen || C.openFolds.has(key));
+  if (box.hidden) unbuilt.set(box, item);
+  else buildFold(box, item);
+  return box;
+}
+
+function buildFold(box, item) {
+  unbuilt.delete(box);
   const used = new Set(replayChunks(item).map((c) => c.seq));
   let prev = null;
   for (const c of item.chunks) {
@@ -443,7 +455,6 @@ function foldBox(item, key) {
       att ? h('span.att' + (used.has(c.seq) ? '' : '.warn'), null, 'attempt ' + att + (used.has(c.seq) ? '' : ' (lost the turn)')) : null,
       h('span.rid.mono', { title: 'request_id' }, c.request_id ?? c.extra?.request_id ?? ''))));
   }
-  return box;
 }
 
 function toggleFold(key, force) {
@@ -459,7 +470,9 @@ function toggleFold(key, force) {
     }
   }
   for (const box of document.querySelectorAll('#timeline .fold')) {
-    if (box.dataset.key === key) box.hidden = !open;
+    if (box.dataset.key !== key) continue;
+    if (open && unbuilt.has(box)) buildFold(box, unbuilt.get(box));
+    box.hidden = !open;
   }
   for (const b of document.querySelectorAll('#timeline .fold-toggle')) {
     if (b.dataset.key === key) {
