@@ -1,12 +1,16 @@
 package ui_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 )
 
@@ -46,13 +50,24 @@ func TestBrowser_Viewports(t *testing.T) {
 	for _, vp := range []struct {
 		name string
 		w, h int64
-	}{{"desktop", 1280, 800}, {"phone", 390, 844}} {
+		dark bool // the phone also checks the dark scheme
+	}{{"desktop", 1280, 800, false}, {"phone", 390, 844, true}} {
 		t.Run(vp.name, func(t *testing.T) {
 			p := newPage(t, s, "viewport-"+vp.name, vp.w, vp.h)
+			if vp.dark {
+				p.do(chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+					_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+						Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+					return err
+				}))
+			}
 			p.open("/ui/")
 			p.wait("the list", `document.querySelectorAll('#conv-list .conv').length === 3`, step)
 			if w := eval[float64](p, `document.documentElement.clientWidth`); w != float64(vp.w) {
 				t.Fatalf("viewport is %v wide, want %d", w, vp.w)
+			}
+			if dark := eval[bool](p, `matchMedia('(prefers-color-scheme: dark)').matches`); dark != vp.dark {
+				t.Errorf("dark scheme %v, want %v", dark, vp.dark)
 			}
 			p.noHorizontalOverflow("list")
 			p.shot("list")

@@ -45,10 +45,9 @@ async function route() {
     $('search').value = want.q;
     $('filter-user').value = want.user;
     $('filter-source').value = want.source;
-    if (!L.loaded || want.q !== L.q || want.user !== L.user || want.source !== L.source) {
-      Object.assign(L, want);
-      await loadList(true);
-    }
+    // Read afresh each time: activity moves conversations up the list.
+    Object.assign(L, want);
+    await loadList(true);
     crumbs([]);
     return;
   }
@@ -75,29 +74,36 @@ function crumbs(parts) {
 
 // ------------------------------------------------------------------ list
 
+/**
+ * loadList shows the search results or the first page of the list
+ * (reset), or appends the next page. A newer load supersedes an older
+ * one still waiting for its answer.
+ */
 async function loadList(reset) {
   const L = S.list;
-  if (L.loading) return;
+  if (!reset && L.loading) return;
+  const gen = L.gen = (L.gen ?? 0) + 1;
   L.loading = true;
-  L.loaded = true;
   const list = $('conv-list');
   const hits = $('search-results');
   const empty = $('list-empty');
   try {
     if (L.q) {
+      const res = await api('/v1/search' + qs({ q: L.q, user: L.user, source: L.source, limit: PAGE }));
+      if (gen !== L.gen) return;
       list.hidden = true;
       $('more').hidden = true;
       hits.hidden = false;
-      const res = await api('/v1/search' + qs({ q: L.q, user: L.user, source: L.source, limit: PAGE }));
       hits.replaceChildren(...res.results.map(hitRow));
       empty.hidden = res.results.length > 0;
       empty.textContent = 'No message holds every word of “' + L.q + '”.';
       return;
     }
+    const page = await api('/v1/conversations' + qs({ user: L.user, source: L.source, limit: PAGE, cursor: reset ? '' : L.cursor }));
+    if (gen !== L.gen) return;
     hits.hidden = true;
     list.hidden = false;
-    if (reset) { L.cursor = ''; list.replaceChildren(); }
-    const page = await api('/v1/conversations' + qs({ user: L.user, source: L.source, limit: PAGE, cursor: L.cursor }));
+    if (reset) list.replaceChildren();
     for (const c of page.conversations) {
       list.append(convRow(c));
       if (c.user) L.users.add(c.user);
@@ -112,9 +118,9 @@ async function loadList(reset) {
     $('users').replaceChildren(...[...L.users].sort().map((u) => h('option', { value: u })));
     $('sources').replaceChildren(...[...L.sources].sort().map((s) => h('option', { value: s })));
   } catch (err) {
-    fail('Listing conversations failed', err);
+    if (gen === L.gen) fail('Listing conversations failed', err);
   } finally {
-    L.loading = false;
+    if (gen === L.gen) L.loading = false;
   }
 }
 
@@ -219,7 +225,7 @@ async function openConversation(cid, seq) {
   }
   renderConversation();
   const last = C.events.at(-1);
-  select(seq ?? (last ? last.seq : null), { scroll: seq != null, replace: true });
+  select(seq ?? (last ? last.seq : null), { scroll: seq != null });
   startFollowing(C);
 }
 
@@ -519,7 +525,7 @@ function markSelection() {
 }
 
 /** select makes sel (a seq, or "stream:" + key) the inspected event. */
-function select(sel, { scroll = false, focus = false, replace = false } = {}) {
+function select(sel, { scroll = false, focus = false } = {}) {
   const C = S.conv;
   if (!C) return;
   if (typeof sel === 'number') {
@@ -539,7 +545,9 @@ function select(sel, { scroll = false, focus = false, replace = false } = {}) {
   }
   if (typeof sel === 'number') {
     const want = convHash(C.cid, sel);
-    if (location.hash !== want) history[replace ? 'replaceState' : 'pushState'](null, '', want);
+    // The address follows the selection without a history entry per
+    // key press: Back leaves the conversation.
+    if (location.hash !== want) history.replaceState(null, '', want);
   }
   crumbs([h('a.mono', { href: convHash(C.cid) }, C.cid), typeof sel === 'number' ? h('span.mono', null, 'seq ' + sel) : null]);
   renderInspector();
