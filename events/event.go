@@ -189,13 +189,26 @@ type ToolCall struct {
 
 // Usage counts tokens and cost.
 type Usage struct {
-	Input      int64   `json:"input,omitempty"`
-	Output     int64   `json:"output,omitempty"`
-	CacheRead  int64   `json:"cache_read,omitempty"`
-	CacheWrite int64   `json:"cache_write,omitempty"`
-	Reasoning  int64   `json:"reasoning,omitempty"`
+	Input      int64 `json:"input,omitempty"`
+	Output     int64 `json:"output,omitempty"`
+	CacheRead  int64 `json:"cache_read,omitempty"`
+	CacheWrite int64 `json:"cache_write,omitempty"`
+	Reasoning  int64 `json:"reasoning,omitempty"`
+	// Cost is the estimated cost (from the caller's price list),
+	// ActualCost what the billing provider charged, when known.
 	Cost       float64 `json:"cost,omitempty"`
+	ActualCost float64 `json:"actual_cost,omitempty"`
+	// Currency (e.g. "USD"), PricingVersion (the price list the estimate
+	// used) and BillingProvider label the costs. Sums keep a label the
+	// parts agree on and mark a disagreement MixedLabel.
+	Currency        string `json:"currency,omitempty"`
+	PricingVersion  string `json:"pricing_version,omitempty"`
+	BillingProvider string `json:"billing_provider,omitempty"`
 }
+
+// MixedLabel is a Usage label of a sum whose parts disagree (costs in two
+// currencies, say): the totals are not to be read as one amount.
+const MixedLabel = "mixed"
 
 // Add returns the field-wise sum of u and v; either may be nil.
 func (u *Usage) Add(v *Usage) Usage {
@@ -210,11 +223,26 @@ func (u *Usage) Add(v *Usage) Usage {
 		s.CacheWrite += x.CacheWrite
 		s.Reasoning += x.Reasoning
 		s.Cost += x.Cost
+		s.ActualCost += x.ActualCost
+		s.Currency = mergeLabel(s.Currency, x.Currency)
+		s.PricingVersion = mergeLabel(s.PricingVersion, x.PricingVersion)
+		s.BillingProvider = mergeLabel(s.BillingProvider, x.BillingProvider)
 	}
 	// Sums of decimal costs pick up binary noise (0.1 + 0.2); a
 	// millionth of a millionth of a unit is below any price.
 	s.Cost = math.Round(s.Cost*1e12) / 1e12
+	s.ActualCost = math.Round(s.ActualCost*1e12) / 1e12
 	return s
+}
+
+func mergeLabel(a, b string) string {
+	switch {
+	case a == "" || a == b:
+		return b
+	case b == "":
+		return a
+	}
+	return MixedLabel
 }
 
 // EffectiveRole is the event's role, or the role its type implies when the

@@ -221,6 +221,29 @@ func (e *Event) Validate() error {
 				bad("extra.note", "must be a string")
 			}
 		}
+	case TypeConversationForked:
+		// A branch points at its parent instead of copying it: the
+		// store reads the branch's history through these two.
+		if p, ok := e.ExtraString("parent_id"); !ok || p == "" {
+			bad("extra.parent_id", "is required for a conversation_forked (the conversation forked from)")
+		} else if p == e.ConversationID {
+			bad("extra.parent_id", "a conversation cannot fork from itself")
+		} else if len(p) > MaxConversationIDBytes {
+			bad("extra.parent_id", "is %d bytes, over the limit of %d", len(p), MaxConversationIDBytes)
+		} else if IsAccountStream(p) {
+			// A branch inherits its parent's events: a ledger's entries
+			// would then be read as a conversation's.
+			bad("extra.parent_id", "%q is a per-user account stream, not a conversation; it cannot be forked", truncate(p, 64))
+		}
+		if n, ok := e.ExtraInt("parent_seq"); !ok || n <= 0 {
+			bad("extra.parent_seq", "must be a positive integer (the parent's seq the branch forks at)")
+		}
+	case TypeTitleSet:
+		if _, present := e.Extra["title"]; present {
+			if _, ok := e.ExtraString("title"); !ok {
+				bad("extra.title", "must be a string")
+			}
+		}
 	}
 	if len(e.ToolCalls) > 0 && e.Type != TypeAssistantMessage && e.Type != TypeAssistantDelta {
 		bad("tool_calls", "only assistant_message and assistant_delta events carry tool calls")
@@ -257,6 +280,12 @@ func (e *Event) Validate() error {
 		if math.IsNaN(u.Cost) || math.IsInf(u.Cost, 0) {
 			bad("usage.cost", "must be a finite number")
 		}
+		if math.IsNaN(u.ActualCost) || math.IsInf(u.ActualCost, 0) {
+			bad("usage.actual_cost", "must be a finite number")
+		}
+		checkName("usage.currency", u.Currency, MaxNameBytes, false)
+		checkName("usage.pricing_version", u.PricingVersion, MaxNameBytes, false)
+		checkName("usage.billing_provider", u.BillingProvider, MaxNameBytes, false)
 	}
 	if _, ok := e.Extra["request_id"]; ok {
 		// The wire and storage fold RequestID into extra.request_id and

@@ -30,8 +30,38 @@ func validEvent(tb testing.TB, t events.Type) events.Event {
 	case events.TypeLedgerEntry:
 		e.ConversationID = events.LedgerStreamPrefix + "u1"
 		e.Extra = map[string]any{"kind": "debit", "amount": json.Number("30"), "balance": json.Number("70"), "note": "3 replies"}
+	case events.TypeConversationForked:
+		e.Extra = map[string]any{"parent_id": "p1", "parent_seq": json.Number("3")}
 	}
 	return e
+}
+
+func TestEvent_ValidateFork(t *testing.T) {
+	for name, tc := range map[string]struct {
+		extra map[string]any
+		want  []string
+	}{
+		"no parent":          {map[string]any{"parent_seq": 1}, []string{"extra.parent_id"}},
+		"itself":             {map[string]any{"parent_id": "c1", "parent_seq": 1}, []string{"extra.parent_id"}},
+		"no seq":             {map[string]any{"parent_id": "p"}, []string{"extra.parent_seq"}},
+		"zero seq":           {map[string]any{"parent_id": "p", "parent_seq": 0}, []string{"extra.parent_seq"}},
+		"fractional seq":     {map[string]any{"parent_id": "p", "parent_seq": 1.5}, []string{"extra.parent_seq"}},
+		"both wrong":         {map[string]any{"parent_id": 7, "parent_seq": "x"}, []string{"extra.parent_id", "extra.parent_seq"}},
+		"ledger parent":      {map[string]any{"parent_id": "~ledger/u1", "parent_seq": 1}, []string{"extra.parent_id"}},
+		"title not a string": {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := events.Event{ConversationID: "c1", Type: events.TypeConversationForked, Extra: tc.extra}
+			want := tc.want
+			if tc.extra == nil {
+				e = events.Event{ConversationID: "c1", Type: events.TypeTitleSet, Extra: map[string]any{"title": 3}}
+				want = []string{"extra.title"}
+			}
+			if got := fieldNames(t, e.Validate()); !slices.Equal(got, want) {
+				t.Errorf("fields %v, want %v", got, want)
+			}
+		})
+	}
 }
 
 // fieldNames returns the Field of every FieldError in a *ValidationError,

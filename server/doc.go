@@ -20,6 +20,7 @@
 //	GET  /v1/users/{uid}/balance                        a user's balance
 //	GET  /healthz                                       200 "ok", never authenticated
 //	GET  /metrics                                       Prometheus text format
+//	GET  /ui/                                           the replay debugger (package ui), never authenticated
 //
 // # Status codes
 //

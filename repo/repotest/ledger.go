@@ -151,7 +151,7 @@ func testLedgerStorm(t *testing.T, s *suite) {
 }
 
 // testLedgerReadModels: a ledger is no conversation: not listed, no
-// summary, no search hit; verify agrees.
+// summary, no search hit, no branch; verify agrees.
 func testLedgerReadModels(t *testing.T, s *suite) {
 	e := s.fresh(t)
 	e.mustAppend(userMsg("c1", "m1", "refund please"), repo.AppendOptions{}, repo.Appended)
@@ -172,6 +172,13 @@ func testLedgerReadModels(t *testing.T, s *suite) {
 	}
 	if problems, err := e.r.VerifyReadModels(e.ctx, nil); err != nil || len(problems) > 0 {
 		t.Fatalf("VerifyReadModels = %q, %v", problems, err)
+	}
+	// A branch would inherit the entries as a conversation's history.
+	if _, err := e.r.Fork(e.ctx, ledger.StreamID("u"), 0, "b1"); !errors.Is(err, events.ErrInvalid) {
+		t.Fatalf("Fork of a ledger = %v, want ErrInvalid", err)
+	}
+	if head := e.head("b1"); head != 0 {
+		t.Fatalf("a refused fork left %d events", head)
 	}
 }
 
