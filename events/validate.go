@@ -310,7 +310,7 @@ func (e *Event) Validate() error {
 			n = len(b)
 		}
 		if !valid {
-			bad("extra", "is not valid UTF-8")
+			bad("extra", "holds text that is not valid UTF-8, or a number that is not a JSON number")
 		}
 		size += n
 	}
@@ -333,7 +333,8 @@ func (e *Event) Validate() error {
 // encoding it (the append path would otherwise encode extra an extra
 // time). known is false for Go values outside JSON's shapes; valid is
 // false when a string (keys included) is not UTF-8, which encoding/json
-// would silently replace.
+// would silently replace, or a json.Number is not a JSON number, which it
+// would refuse (or, for "", write as 0).
 func jsonSize(v any) (size int, known, valid bool) {
 	switch v := v.(type) {
 	case nil, bool:
@@ -341,7 +342,9 @@ func jsonSize(v any) (size int, known, valid bool) {
 	case string:
 		return len(v) + 2, true, utf8.ValidString(v)
 	case json.Number:
-		return len(v), true, true
+		// A json.Number is written as it is: anything but a JSON number
+		// (json.Number("A")) would make the event impossible to encode.
+		return len(v), true, isJSONNumber(string(v))
 	case float64:
 		return 24, !math.IsNaN(v) && !math.IsInf(v, 0), true
 	case int, int64, int32, uint, uint64, uint32:
@@ -365,6 +368,14 @@ func jsonSize(v any) (size int, known, valid bool) {
 		return size, known, valid
 	}
 	return 0, false, true
+}
+
+// isJSONNumber reports whether s is a number in JSON's grammar.
+func isJSONNumber(s string) bool {
+	if s == "" || (s[0] != '-' && (s[0] < '0' || s[0] > '9')) {
+		return false
+	}
+	return json.Valid([]byte(s))
 }
 
 func hasControl(s string) bool {

@@ -371,3 +371,24 @@ func TestFieldError(t *testing.T) {
 		t.Error("errors.Is(FieldError, other error) = true")
 	}
 }
+
+// TestEvent_ValidateNumber: a json.Number that is no JSON number would
+// make the event impossible to encode, so it is refused up front.
+func TestEvent_ValidateNumber(t *testing.T) {
+	for _, n := range []string{"A", "", "1e", "--1", "0x10", "1 2"} {
+		e := events.Event{ConversationID: "c", Type: events.TypeUserMessage, Content: events.NewText("x"),
+			Extra: map[string]any{"n": json.Number(n)}}
+		if err := e.Validate(); err == nil {
+			t.Errorf("extra json.Number(%q) accepted", n)
+		} else if _, err := e.MarshalJSON(); err == nil && n != "" {
+			t.Errorf("json.Number(%q): refused but encodes", n)
+		}
+	}
+	for _, n := range []string{"0", "-1.5e10", "12345678901234567890"} {
+		e := events.Event{ConversationID: "c", Type: events.TypeUserMessage, Content: events.NewText("x"),
+			Extra: map[string]any{"n": json.Number(n)}}
+		if err := e.Validate(); err != nil {
+			t.Errorf("extra json.Number(%q): %v", n, err)
+		}
+	}
+}
