@@ -26,7 +26,9 @@
 //
 // Conversation ids beginning with "~" ([AccountStreamPrefix]) are reserved
 // for chatlog's own per-user streams, such as a user's credit ledger
-// ("~ledger/" + user, holding [TypeLedgerEntry] events). Validate admits
+// ("~ledger/" + user, holding [TypeLedgerEntry] events) and a user's
+// current-conversation pointers ("~user/" + user, holding
+// [TypeCurrentSet] events). Validate admits
 // only account-level types there and nowhere else, so an ordinary event
 // never lands in such a stream and an account event never lands in a
 // conversation. [IsAccountStream] is the one test read models use to

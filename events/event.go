@@ -40,6 +40,14 @@ const (
 	// optional.
 	TypeLedgerEntry Type = "ledger_entry"
 
+	// TypeCurrentSet moves a user's current-conversation pointers
+	// (package conversation). It is account-level: it lives only in the
+	// user's stream (UserStreamPrefix + user), with extra
+	// {"scope":S,"conversation_id":C,"current":{scope: conversation id,
+	// ...}}: the scope it set (C "" clears it) and every scope's pointer
+	// after it, so the latest event answers for all scopes.
+	TypeCurrentSet Type = "current_conversation_set"
+
 	// TypeMeta is the legacy (schema version 1) catch-all metadata type.
 	// Legacy meta events that carried a streamed chunk are upcast to
 	// TypeAssistantDelta on decode; other meta events are kept as they are.
@@ -69,12 +77,14 @@ var knownTypes = map[Type]Role{
 	TypeTurnFailed:           "",
 	TypeMeta:                 "",
 	TypeLedgerEntry:          "",
+	TypeCurrentSet:           "",
 }
 
 // accountTypes are the account-level types: the only ones account
 // streams hold, and found nowhere else.
 var accountTypes = map[Type]bool{
 	TypeLedgerEntry: true,
+	TypeCurrentSet:  true,
 }
 
 // AccountStreamPrefix begins the conversation ids reserved for chatlog's
@@ -87,6 +97,10 @@ const AccountStreamPrefix = "~"
 // LedgerStreamPrefix begins the id of a user's ledger stream, which is
 // LedgerStreamPrefix + the user's id.
 const LedgerStreamPrefix = AccountStreamPrefix + "ledger/"
+
+// UserStreamPrefix begins the id of a user's own stream (the current
+// conversation pointers), which is UserStreamPrefix + the user's id.
+const UserStreamPrefix = AccountStreamPrefix + "user/"
 
 // IsAccountStream reports whether conversationID names an account stream.
 // Read models (the conversation list, summaries, search) leave these

@@ -105,6 +105,8 @@ func (e *Event) Validate() error {
 			bad("conversation_id", "a %s belongs in a per-user account stream, whose id begins with %q", e.Type, AccountStreamPrefix)
 		case e.Type == TypeLedgerEntry && (!strings.HasPrefix(e.ConversationID, LedgerStreamPrefix) || len(e.ConversationID) == len(LedgerStreamPrefix)):
 			bad("conversation_id", "a ledger_entry belongs in a user's ledger stream, %q followed by the user's id", LedgerStreamPrefix)
+		case e.Type == TypeCurrentSet && (!strings.HasPrefix(e.ConversationID, UserStreamPrefix) || len(e.ConversationID) == len(UserStreamPrefix)):
+			bad("conversation_id", "a %s belongs in a user's stream, %q followed by the user's id", e.Type, UserStreamPrefix)
 		}
 	}
 	checkName("request_id", e.RequestID, MaxRequestIDBytes, false)

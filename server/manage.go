@@ -300,3 +300,59 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"conversation_id": id})
 }
+
+// pointerResponse is a user's current conversation in a scope.
+type pointerResponse struct {
+	User           string  `json:"user"`
+	Scope          string  `json:"scope"`
+	ConversationID *string `json:"conversation_id"`
+}
+
+// pointerRequest is the body of PUT /v1/users/{uid}/current.
+type pointerRequest struct {
+	Scope          string  `json:"scope"`
+	ConversationID *string `json:"conversation_id"`
+}
+
+// current is GET /v1/users/{uid}/current?scope=S: the user's current
+// conversation in the scope (conversation_id null when none).
+func (s *Server) current(w http.ResponseWriter, r *http.Request) error {
+	return s.writePointer(w, r, r.PathValue("uid"), r.URL.Query().Get("scope"))
+}
+
+// setCurrent is PUT /v1/users/{uid}/current: body {"scope":S,
+// "conversation_id":C} (null or "" clears it); 200 with the pointer.
+func (s *Server) setCurrent(w http.ResponseWriter, r *http.Request) error {
+	var req pointerRequest
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if err := decodeBody(body, &req); err != nil {
+		return err
+	}
+	id := ""
+	if req.ConversationID != nil {
+		id = *req.ConversationID
+	}
+	uid := r.PathValue("uid")
+	if _, err := conversation.SetCurrent(r.Context(), s.repo, uid, req.Scope, id); err != nil {
+		return err
+	}
+	return s.writePointer(w, r, uid, req.Scope)
+}
+
+func (s *Server) writePointer(w http.ResponseWriter, r *http.Request, uid, scope string) error {
+	id, ok, err := conversation.Current(r.Context(), s.repo, uid, scope)
+	if err != nil {
+		return err
+	}
+	out := pointerResponse{User: uid, Scope: scope}
+	if out.Scope == "" {
+		out.Scope = conversation.DefaultScope
+	}
+	if ok {
+		out.ConversationID = &id
+	}
+	return writeJSON(w, http.StatusOK, out)
+}

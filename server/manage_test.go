@@ -226,3 +226,26 @@ func TestEventsDescending(t *testing.T) {
 	}
 	want(t, s.do("GET", "/v1/conversations/c/events?order=sideways", ""), http.StatusBadRequest, "invalid_request")
 }
+
+func TestCurrentEndpoints(t *testing.T) {
+	s := newTestServer(t, nil)
+	r := s.do("GET", "/v1/users/ann/current", "")
+	want(t, r, http.StatusOK, "")
+	if string(r.body) != `{"user":"ann","scope":"default","conversation_id":null}`+"\n" {
+		t.Errorf("current of a new user = %s", r.body)
+	}
+	r = s.do("PUT", "/v1/users/ann/current", `{"scope":"tg","conversation_id":"c1"}`)
+	want(t, r, http.StatusOK, "")
+	if m := r.json(t); m["conversation_id"] != "c1" || m["scope"] != "tg" {
+		t.Errorf("set current = %v", m)
+	}
+	r = s.do("GET", "/v1/users/ann/current?scope=tg", "")
+	if m := r.json(t); m["conversation_id"] != "c1" {
+		t.Errorf("current = %v", m)
+	}
+	r = s.do("PUT", "/v1/users/ann/current", `{"scope":"tg","conversation_id":null}`)
+	if m := r.json(t); m["conversation_id"] != nil {
+		t.Errorf("cleared current = %v", m)
+	}
+	want(t, s.do("PUT", "/v1/users/ann/current", `{"scope":3}`), http.StatusBadRequest, "invalid_request")
+}

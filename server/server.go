@@ -180,6 +180,8 @@ func (s *Server) routes() {
 	s.handle("POST /v1/conversations/{cid}/usage", s.usage)
 	s.handle("GET /v1/users/{uid}/usage", s.userUsage)
 	s.handle("GET /v1/resolve", s.resolve)
+	s.handle("GET /v1/users/{uid}/current", s.current)
+	s.handle("PUT /v1/users/{uid}/current", s.setCurrent)
 	s.mux.Handle("GET "+ui.Prefix, ui.Handler())
 	s.mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))
 	s.handle("POST /v1/users/{uid}/ledger", s.postLedger)

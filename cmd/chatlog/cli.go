@@ -89,6 +89,7 @@ var commands = []*command{
 	deleteCommand,
 	pruneCommand,
 	usageCommand,
+	currentCommand,
 	ledgerCommand,
 	exportCommand,
 	importCommand,

@@ -448,3 +448,52 @@ var usageCommand = &command{
 		}
 	},
 }
+
+// pointer is what current prints (and the HTTP API answers).
+type pointer struct {
+	User           string  `json:"user"`
+	Scope          string  `json:"scope"`
+	ConversationID *string `json:"conversation_id"`
+}
+
+var currentCommand = &command{
+	name:    "current",
+	args:    "--user U [--scope S] [--set C | --unset]",
+	summary: `print a user's current conversation in a scope (per agent or project), or set it: {"user","scope","conversation_id"} (null when none)`,
+	example: "chatlog current --user alice --scope telegram --set c1",
+	setup: func(fs *flag.FlagSet) runFunc {
+		user := fs.String("user", "", "the `USER` (required)")
+		scope := fs.String("scope", "", "the pointer's `SCOPE`, e.g. an agent or a project (default: "+conversation.DefaultScope+")")
+		set := fs.String("set", "", "point it at conversation `C`")
+		unset := fs.Bool("unset", false, "clear it")
+		return func(ctx context.Context, env *env, args []string) error {
+			switch {
+			case *user == "":
+				return usageErr("--user is required")
+			case *set != "" && *unset:
+				return usageErr("give --set or --unset, not both")
+			}
+			r, err := env.repo(ctx)
+			if err != nil {
+				return err
+			}
+			if *set != "" || *unset {
+				if _, err := conversation.SetCurrent(ctx, r, *user, *scope, *set); err != nil {
+					return err
+				}
+			}
+			id, ok, err := conversation.Current(ctx, r, *user, *scope)
+			if err != nil {
+				return err
+			}
+			out := pointer{User: *user, Scope: *scope}
+			if out.Scope == "" {
+				out.Scope = conversation.DefaultScope
+			}
+			if ok {
+				out.ConversationID = &id
+			}
+			return writeJSON(env, out)
+		}
+	},
+}

@@ -257,3 +257,32 @@ func TestForkExportImport(t *testing.T) {
 		wantCode(t, run(t, "", "--db", other, "verify"), 0)
 	}
 }
+
+func TestCurrentCommand(t *testing.T) {
+	db := tempDB(t)
+	r := run(t, "", "--db", db, "current", "--user", "ann")
+	wantCode(t, r, 0)
+	if r.stdout != `{"user":"ann","scope":"default","conversation_id":null}`+"\n" {
+		t.Errorf("current of a new user = %s", r.stdout)
+	}
+	r = run(t, "", "--db", db, "current", "--user", "ann", "--scope", "tg", "--set", "c9")
+	wantCode(t, r, 0)
+	if r.stdout != `{"user":"ann","scope":"tg","conversation_id":"c9"}`+"\n" {
+		t.Errorf("current --set = %s", r.stdout)
+	}
+	r = run(t, "", "--db", db, "current", "--user", "ann", "--scope", "tg")
+	if !strings.Contains(r.stdout, `"c9"`) {
+		t.Errorf("current = %s", r.stdout)
+	}
+	r = run(t, "", "--db", db, "current", "--user", "ann", "--scope", "tg", "--unset")
+	if !strings.Contains(r.stdout, `"conversation_id":null`) {
+		t.Errorf("current --unset = %s", r.stdout)
+	}
+	wantCode(t, run(t, "", "--db", db, "current"), 2)
+	wantCode(t, run(t, "", "--db", db, "current", "--user", "a", "--set", "x", "--unset"), 2)
+	// The pointer stream is not a conversation.
+	r = run(t, "", "--db", db, "ls")
+	if strings.Contains(r.stdout, "~user") {
+		t.Errorf("ls shows the pointer stream: %s", r.stdout)
+	}
+}
