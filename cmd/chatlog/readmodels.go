@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/projection"
 	"github.com/chatlog/chatlog/repo"
 	"github.com/chatlog/chatlog/repo/postgres"
 	"github.com/chatlog/chatlog/repo/sqlite"
@@ -255,7 +256,9 @@ var statsCommand = &command{
 					}
 					res.Events++
 					res.ByType[string(e.Type)]++
-					convs[e.ConversationID] = struct{}{}
+					if projection.Listed(e.ConversationID) { // a user's ledger is no conversation
+						convs[e.ConversationID] = struct{}{}
+					}
 					if res.Events%10000 == 0 {
 						progress(res.Events)
 					}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"math"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -119,35 +119,49 @@ func (r *Repo) AppendEach(ctx context.Context, evs []events.Event, opts repo.App
 // eachChunk is how many events AppendEach prepares before queueing them.
 const eachChunk = 128
 
-// Events implements repo.Repo.
+// Events implements repo.Repo. A branch's history runs through its
+// ancestors (repo.Management): their events come first, each cut at the
+// seq its child forks at.
 func (r *Repo) Events(ctx context.Context, conversationID string, rg repo.Range) iter.Seq2[events.Event, error] {
 	return func(yield func(events.Event, error) bool) {
-		after, until, left := rg.AfterSeq, rg.UntilSeq, rg.Limit
-		if until <= 0 {
-			until = math.MaxInt64
+		segs, err := r.Lineage(ctx, conversationID)
+		if err != nil {
+			yield(events.Event{}, err)
+			return
 		}
-		for {
-			n := pageSize
-			if rg.Limit > 0 {
-				if left <= 0 {
+		left := rg.Limit
+		for _, sp := range spans(segs, rg) {
+			for {
+				n := pageSize
+				if rg.Limit > 0 {
+					if left <= 0 {
+						return
+					}
+					n = min(n, left)
+				}
+				query := qRange
+				if rg.Reverse {
+					query = qRangeDesc
+				}
+				page, err := r.page(ctx, query, sp.conv, sp.after, sp.until, int64(n))
+				if err != nil {
+					yield(events.Event{}, err)
 					return
 				}
-				n = min(n, left)
-			}
-			page, err := r.page(ctx, qRange, conversationID, after, until, int64(n))
-			if err != nil {
-				yield(events.Event{}, err)
-				return
-			}
-			for _, e := range page {
-				if !yield(e, nil) {
-					return
+				for _, e := range page {
+					if !yield(e, nil) {
+						return
+					}
+					if rg.Reverse {
+						sp.until = e.Seq - 1
+					} else {
+						sp.after = e.Seq
+					}
+					left--
 				}
-				after = e.Seq
-				left--
-			}
-			if len(page) < n {
-				return
+				if len(page) < n {
+					break
+				}
 			}
 		}
 	}
@@ -162,17 +176,15 @@ func (r *Repo) Last(ctx context.Context, conversationID string, n int) ([]events
 		r.ops.Done()
 		return []events.Event{}, nil
 	}
-	page, err := r.page(ctx, qLast, conversationID, int64(n))
-	if err != nil {
-		return nil, err
+	out := make([]events.Event, 0, min(n, pageSize))
+	for e, err := range r.Events(ctx, conversationID, repo.Range{Limit: n, Reverse: true}) {
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
 	}
-	for i, j := 0, len(page)-1; i < j; i, j = i+1, j-1 {
-		page[i], page[j] = page[j], page[i]
-	}
-	if page == nil {
-		page = []events.Event{}
-	}
-	return page, nil
+	slices.Reverse(out)
+	return out, nil
 }
 
 // ByRequestID implements repo.Repo.
@@ -187,35 +199,62 @@ func (r *Repo) ByRequestID(ctx context.Context, conversationID, requestID string
 	return page[0], nil
 }
 
-// ContextMarkers implements repo.Repo.
+// ContextMarkers implements repo.Repo: the newest segment of the lineage
+// holding a marker wins.
 func (r *Repo) ContextMarkers(ctx context.Context, conversationID string, untilSeq int64) (repo.ContextMarkers, error) {
-	if untilSeq <= 0 {
-		untilSeq = math.MaxInt64
-	}
 	var m repo.ContextMarkers
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
 		m = repo.ContextMarkers{}
-		b := &pgx.Batch{}
-		b.Queue(qLatestPrompt, conversationID, untilSeq)
-		b.Queue(qLatestClear, conversationID, untilSeq)
-		br := c.SendBatch(ctx, b)
-		defer br.Close()
-		rows, err := br.Query()
+		links, err := readLinks(ctx, c, conversationID)
 		if err != nil {
 			return err
 		}
-		evs, err := collectEvents(rows)
-		if err != nil {
-			return err
+		clearFound := false
+		for _, sp := range spans(lineageOf(conversationID, links), repo.Range{UntilSeq: untilSeq, Reverse: true}) {
+			b := &pgx.Batch{}
+			b.Queue(qLatestStartedIn, sp.conv, sp.after, sp.until)
+			b.Queue(qLatestPromptSetIn, sp.conv, sp.after, sp.until)
+			b.Queue(qLatestClearIn, sp.conv, sp.after, sp.until)
+			br := c.SendBatch(ctx, b)
+			err := func() error {
+				var latest *events.Event // the span's latest prompt-setting event
+				for range 2 {
+					rows, err := br.Query()
+					if err != nil {
+						return err
+					}
+					evs, err := collectEvents(rows)
+					if err != nil {
+						return err
+					}
+					if len(evs) > 0 && (latest == nil || evs[0].Seq > latest.Seq) {
+						latest = &evs[0]
+					}
+				}
+				if m.Prompt == nil {
+					m.Prompt = latest
+				}
+				var seq int64
+				switch err := br.QueryRow().Scan(&seq); {
+				case err == pgx.ErrNoRows:
+				case err != nil:
+					return err
+				case !clearFound:
+					m.ClearSeq, clearFound = seq, true
+				}
+				return nil
+			}()
+			if cerr := br.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			if m.Prompt != nil && clearFound {
+				break
+			}
 		}
-		if len(evs) > 0 {
-			m.Prompt = &evs[0]
-		}
-		err = br.QueryRow().Scan(&m.ClearSeq)
-		if err == pgx.ErrNoRows {
-			err = nil
-		}
-		return err
+		return nil
 	})
 	return m, err
 }

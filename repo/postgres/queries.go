@@ -211,6 +211,68 @@ WHERE conversation_id = $1 AND seq > $2
 ORDER BY seq LIMIT 1`
 )
 
+// Lineage, erasure and titles (Management).
+const (
+	// A conversation's ancestry, nearest first: one probe of branches per
+	// ancestor, in one statement.
+	qAncestry = `WITH RECURSIVE up(parent_id, parent_seq, depth) AS (
+    SELECT parent_id, parent_seq, 1 FROM branches WHERE conversation_id = $1
+  UNION ALL
+    SELECT b.parent_id, b.parent_seq, up.depth + 1
+    FROM up CROSS JOIN LATERAL (SELECT parent_id, parent_seq FROM branches WHERE conversation_id = up.parent_id LIMIT 1) AS b
+    WHERE up.depth < $2
+)
+SELECT parent_id, parent_seq FROM up ORDER BY depth`
+	// A conversation and every branch under it, the conversation first.
+	qDescendants = `WITH RECURSIVE down(conversation_id, depth) AS (
+    SELECT $1::text COLLATE "C", 0
+  UNION ALL
+    SELECT b.conversation_id, down.depth + 1 FROM down JOIN branches AS b ON b.parent_id = down.conversation_id
+    WHERE down.depth < 1000
+)
+SELECT conversation_id FROM down ORDER BY depth, conversation_id`
+	qBranchPut = `INSERT INTO branches (conversation_id, parent_id, parent_seq) VALUES ($1, $2, $3)`
+	qRangeDesc = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4`
+
+	// The context markers of a segment of a lineage.
+	qLatestStartedIn = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = $1 AND type = 'conversation_started' AND seq > $2 AND seq <= $3
+  AND type IN ('conversation_started', 'system_prompt_set', 'conversation_cleared')
+ORDER BY seq DESC LIMIT 1`
+	qLatestPromptSetIn = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = $1 AND type = 'system_prompt_set' AND seq > $2 AND seq <= $3
+  AND type IN ('conversation_started', 'system_prompt_set', 'conversation_cleared')
+ORDER BY seq DESC LIMIT 1`
+	qLatestClearIn = `SELECT seq FROM events
+WHERE conversation_id = $1 AND type = 'conversation_cleared' AND seq > $2 AND seq <= $3
+  AND type IN ('conversation_started', 'system_prompt_set', 'conversation_cleared')
+ORDER BY seq DESC LIMIT 1`
+
+	// Erasure: the conversation's rows in every table.
+	qEraseEvents     = `DELETE FROM events WHERE conversation_id = $1`
+	qEraseTurns      = `DELETE FROM turns WHERE conversation_id = $1`
+	qEraseSummary    = `DELETE FROM conversations WHERE conversation_id = $1`
+	qEraseBranch     = `DELETE FROM branches WHERE conversation_id = $1`
+	qPruneCandidates = `SELECT conversation_id FROM conversations
+WHERE ended AND last_active_at < $1 AND ($2 = '' OR source = $2) ORDER BY conversation_id`
+
+	// The titles of lineages, by base: the base itself and "base #n"
+	// (digits sort below ':').
+	qTitleLineages = `SELECT x.conversation_id, x.title FROM unnest($1::text[]) AS b(base)
+CROSS JOIN LATERAL (SELECT conversation_id, title FROM conversations
+    WHERE title <> '' AND (title = b.base OR (title > b.base || ' #' AND title < b.base || ' #:'))) AS x`
+	qLatestTitleSet = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = $1 AND type = 'title_set' ORDER BY seq DESC LIMIT 1`
+	qConversationExists = `SELECT count(*) FROM conversations WHERE conversation_id = $1`
+	// Ids starting with $1: the range up to $1 followed by the highest
+	// code point, checked exactly.
+	qIDPrefix = `SELECT conversation_id FROM conversations
+WHERE conversation_id >= $1 AND conversation_id < $2 AND starts_with(conversation_id, $1)
+ORDER BY conversation_id LIMIT 5`
+	qUserSummaries = `SELECT summary FROM conversations WHERE user_id = $1`
+)
+
 // Operations.
 const (
 	qNotify = `SELECT pg_notify($1, $2)`

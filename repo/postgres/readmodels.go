@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -236,13 +237,54 @@ func neighbour(br pgx.BatchResults) (*repo.Neighbour, error) {
 // summaries are conversations' read models folded from the log.
 type summaries map[string]*repo.Summary
 
-func (sums summaries) apply(e *events.Event) {
+// apply folds e into its conversation's summary; history summarises a
+// branch's inherited events when e is its conversation_forked.
+func (sums summaries) apply(e *events.Event, history func(parent string, until int64) (repo.Summary, error)) error {
+	if !projection.Listed(e.ConversationID) {
+		return nil // account streams have no read model row
+	}
 	s := sums[e.ConversationID]
 	if s == nil {
 		s = &repo.Summary{}
 		sums[e.ConversationID] = s
 	}
+	if e.Type == events.TypeConversationForked && s.Events == 0 {
+		parent, _ := e.ExtraString("parent_id")
+		at, _ := e.ExtraInt("parent_seq")
+		h, err := history(parent, at)
+		if err != nil {
+			return fmt.Errorf("summarise the history of branch %q: %w", e.ConversationID, err)
+		}
+		projection.Inherit(s, h)
+	}
 	projection.Summarize(s, e)
+	return nil
+}
+
+// historyIn folds, inside tx, a branch's inherited events: its parent's
+// lineage up to the seq it forks at.
+func historyIn(ctx context.Context, tx pgx.Tx) func(parent string, until int64) (repo.Summary, error) {
+	return func(parent string, until int64) (repo.Summary, error) {
+		links, err := readLinks(ctx, tx, parent)
+		if err != nil {
+			return repo.Summary{}, err
+		}
+		var s repo.Summary
+		for _, sp := range spans(lineageOf(parent, links), repo.Range{UntilSeq: until}) {
+			rows, err := tx.Query(ctx, qRange, sp.conv, sp.after, sp.until, int64(math.MaxInt64))
+			if err != nil {
+				return repo.Summary{}, err
+			}
+			evs, err := collectEvents(rows)
+			if err != nil {
+				return repo.Summary{}, err
+			}
+			for i := range evs {
+				projection.Summarize(&s, &evs[i])
+			}
+		}
+		return s, nil
+	}
 }
 
 // fold replays the log, inside tx, a page at a time, calling each with
@@ -255,7 +297,13 @@ func fold(ctx context.Context, tx pgx.Tx, progress func(int64), each func(e *eve
 		if err != nil {
 			return err
 		}
-		got := 0
+		// The page is read whole before each sees it: each may read
+		// inside tx too (a branch's history).
+		type row struct {
+			e      events.Event
+			search string
+		}
+		var got []row
 		for rows.Next() {
 			var search pgtype.Text
 			e, err := scanEvent(rows, nil, &search)
@@ -263,20 +311,21 @@ func fold(ctx context.Context, tx pgx.Tx, progress func(int64), each func(e *eve
 				rows.Close()
 				return err
 			}
-			if err := each(&e, search.String); err != nil {
-				rows.Close()
-				return err
-			}
-			last = e.Pos
-			got++
-			if n++; progress != nil && n%10000 == 0 {
-				progress(n)
-			}
+			got = append(got, row{e, search.String})
 		}
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		if got < page {
+		for i := range got {
+			if err := each(&got[i].e, got[i].search); err != nil {
+				return err
+			}
+			last = got[i].e.Pos
+			if n++; progress != nil && n%10000 == 0 {
+				progress(n)
+			}
+		}
+		if len(got) < page {
 			break
 		}
 	}
@@ -356,6 +405,7 @@ func (r *Repo) rebuild(ctx context.Context, progress func(int64), models []repo.
 				return err
 			}
 			sums := summaries{}
+			history := historyIn(ctx, tx)
 			var poss []int64
 			var vecs []string
 			flush := func() error {
@@ -368,7 +418,9 @@ func (r *Repo) rebuild(ctx context.Context, progress func(int64), models []repo.
 			}
 			err = fold(ctx, tx, progress, func(e *events.Event, stored string) error {
 				if conversations {
-					sums.apply(e)
+					if err := sums.apply(e, history); err != nil {
+						return err
+					}
 				}
 				if !search {
 					return nil
@@ -457,7 +509,11 @@ func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]st
 		lastPos = e.Pos
 		// Positions are not in seq order across a conversation's
 		// events only if a writer broke the locking protocol.
-		if want := heads[e.ConversationID] + 1; e.Seq != want {
+		head, seen := heads[e.ConversationID]
+		if at, ok := e.ExtraInt("parent_seq"); !seen && ok && e.Type == events.TypeConversationForked {
+			head = at // a branch's seqs continue its parent's
+		}
+		if want := head + 1; e.Seq != want {
 			report("conversation %q: seq %d where %d was expected", e.ConversationID, e.Seq, want)
 		}
 		heads[e.ConversationID] = e.Seq
@@ -465,10 +521,13 @@ func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]st
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
 		return pgx.BeginTxFunc(ctx, c, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 			sums := summaries{}
+			history := historyIn(ctx, tx)
 			badSearch := 0
 			err := fold(ctx, tx, progress, func(e *events.Event, stored string) error {
 				check(e)
-				sums.apply(e)
+				if err := sums.apply(e, history); err != nil {
+					return err
+				}
 				want, err := storedVector(e)
 				if err != nil {
 					return fmt.Errorf("event pos %d: %w", e.Pos, err)

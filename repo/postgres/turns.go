@@ -126,7 +126,7 @@ func (r *Repo) beginTurn(ctx context.Context, req repo.BeginTurn) (*request, *re
 		st.Status, st.Attempt = repo.TurnStarted, cur.attempt+1
 		expires := now + int64(lease)
 		st.LeaseExpiresAt = time.Unix(0, expires).UTC()
-		t.queue(qTurnPut, conv, urid, int32(st.Attempt), noNUL(req.Owner), int64(lease), expires, cur.lastError)
+		t.queue(conv, qTurnPut, conv, urid, int32(st.Attempt), noNUL(req.Owner), int64(lease), expires, cur.lastError)
 		t.setTurn(convKey{conv, urid}, turn{attempt: st.Attempt, owner: req.Owner, leaseNS: int64(lease),
 			leaseExpires: expires, state: turnRunning, lastError: cur.lastError})
 		return nil
@@ -163,7 +163,7 @@ func (r *Repo) Heartbeat(ctx context.Context, conversationID, userRequestID stri
 			return err
 		}
 		expires = r.opts.Now().UnixNano() + tr.leaseNS
-		t.queue(qTurnHeartbeat, expires, conversationID, userRequestID, int32(attempt))
+		t.queue(conversationID, qTurnHeartbeat, expires, conversationID, userRequestID, int32(attempt))
 		next := *tr
 		next.leaseExpires = expires
 		t.setTurn(convKey{conversationID, userRequestID}, next)
@@ -203,7 +203,7 @@ func (r *Repo) FailTurn(ctx context.Context, conversationID, userRequestID strin
 				return answer(err)
 			}
 		}
-		t.queue(qTurnFail, noNUL(message), conversationID, userRequestID)
+		t.queue(conversationID, qTurnFail, noNUL(message), conversationID, userRequestID)
 		next := *tr
 		next.state, next.lastError, next.leaseExpires = turnFailed, message, 0
 		t.setTurn(convKey{conversationID, userRequestID}, next)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -81,6 +82,10 @@ type plan struct {
 	// streams are the chunks to read of user requests' attempts, for
 	// finishing them.
 	streams []streamKey
+	// titles are the bases of the title lineages the transaction may
+	// take a title from (repo.TitleLineage): their locks serialise
+	// every writer that checks a title of the lineage.
+	titles []string
 }
 
 // streamKey names the chunks of one attempt at a user request.
@@ -100,6 +105,18 @@ func (p *plan) merge(o *plan) {
 		p.turn(k.conv, k.key)
 	}
 	p.streams = append(p.streams, o.streams...)
+	p.titles = append(p.titles, o.titles...)
+}
+
+// title plans a title check: the lock and titles of its lineage.
+func (p *plan) title(title string) {
+	if title == "" {
+		return
+	}
+	base, _ := repo.TitleLineage(title)
+	if !slices.Contains(p.titles, base) {
+		p.titles = append(p.titles, base)
+	}
 }
 
 func (p *plan) conv(c string) {
@@ -134,7 +151,16 @@ func (p *plan) add(e *prepared) {
 	if e.callerID {
 		p.ids = append(p.ids, e.ev.ID)
 	}
+	if title, ok := titleOf(&e.ev); ok {
+		p.title(title)
+	}
 	switch {
+	case e.ev.Type == events.TypeConversationForked:
+		// The parent is locked too: its head bounds the fork, and its
+		// erasure must not slip between the check and the commit.
+		if parent, _ := e.ev.ExtraString("parent_id"); parent != "" {
+			p.conv(parent)
+		}
 	case e.ev.Type == events.TypeAssistantDelta:
 		urid, _ := e.ev.ExtraString("user_request_id")
 		p.turn(conv, urid)
@@ -166,15 +192,35 @@ type txn struct {
 	queued  []queuedStmt
 	journal []func()
 	touched map[string]struct{}
+	// titles are the titles of the planned lineages, as committed
+	// (title -> holder); txnTitles and txnTitleOf are those set in this
+	// transaction, both ways: titles are unique, and the read model the
+	// check reads is written at commit.
+	titles     map[string][]string
+	txnTitles  map[string]string
+	txnTitleOf map[string]string
+	// branches are the forks staged in this transaction (conversation ->
+	// its lineage's link); erased the conversations it erases.
+	branches map[string]branch
+	erased   map[string]bool
+	// locked are the conversations begin locked.
+	locked map[string]bool
+	// broken is a failed read inside the transaction: it cannot commit.
+	broken error
+
 	// loading is set while the bulk path (AppendEach) stages.
 	loading bool
 	began   bool
+	ctx     context.Context
 	// xid is the transaction's id (xid8, as text).
 	xid string
 }
 
 // queuedStmt is a statement a caller adds to the commit round trip.
 type queuedStmt struct {
+	// conv is the conversation the statement changes: erasing it drops
+	// the statement.
+	conv string
 	sql  string
 	args []any
 }
@@ -186,18 +232,24 @@ func (r *Repo) newTxn(conn *pgx.Conn, cache *summaryCache) *txn {
 		byKey: map[convKey]*storedEvent{}, byID: map[string]*storedEvent{},
 		fetched: map[convKey]bool{}, turns: map[convKey]*turn{}, chunkRows: map[streamKey][]events.Event{},
 		touched: map[string]struct{}{},
+		titles:  map[string][]string{}, txnTitles: map[string]string{}, txnTitleOf: map[string]string{},
+		branches: map[string]branch{}, erased: map[string]bool{}, locked: map[string]bool{},
 	}
 }
 
 // begin opens the transaction, takes the locks and reads what p names.
 func (t *txn) begin(ctx context.Context, p *plan) error {
+	t.ctx = ctx
+	for _, c := range p.convs {
+		t.locked[c] = true
+	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	// The transaction's id, taken now: if the connection breaks while
 	// COMMIT is on its way, the server can still say whether it committed.
 	b.Queue(qXactID)
 	b.Queue(qLockShared, t.r.writeLockKey())
-	b.Queue(qLockConvs, t.r.convLockKeys(p.convs))
+	b.Queue(qLockConvs, t.r.lockKeys(p.convs, p.titles))
 	cached := make([]string, len(p.convs))
 	for i, c := range p.convs {
 		if e, ok := t.cache.get(c); ok {
@@ -208,6 +260,9 @@ func (t *txn) begin(ctx context.Context, p *plan) error {
 	lookups := t.queueLookup(b, p.keys, p.ids)
 	if len(p.pairs) > 0 {
 		b.Queue(qTurnsGet, column(p.pairs, 0), column(p.pairs, 1))
+	}
+	if len(p.titles) > 0 {
+		b.Queue(qTitleLineages, p.titles)
 	}
 	var streams []streamKey
 	for _, k := range p.streams {
@@ -288,6 +343,23 @@ func (t *txn) begin(ctx context.Context, p *plan) error {
 					return err
 				}
 				t.turns[k] = tr
+			}
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		if len(p.titles) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var holder, title string
+				if err := rows.Scan(&holder, &title); err != nil {
+					rows.Close()
+					return err
+				}
+				t.titles[title] = append(t.titles[title], holder)
 			}
 			if err := rows.Err(); err != nil {
 				return err
@@ -475,10 +547,11 @@ func (t *txn) query(ctx context.Context, sql string, args ...any) ([]events.Even
 	return nil, err
 }
 
-// queue adds a statement to the commit round trip, after the event writes.
-func (t *txn) queue(sql string, args ...any) {
+// queue adds a statement that changes conv to the commit round trip,
+// after the event writes.
+func (t *txn) queue(conv, sql string, args ...any) {
 	n := len(t.queued)
-	t.queued = append(t.queued, queuedStmt{sql: sql, args: args})
+	t.queued = append(t.queued, queuedStmt{conv: conv, sql: sql, args: args})
 	t.journal = append(t.journal, func() { t.queued = t.queued[:n] })
 }
 
@@ -598,23 +671,42 @@ func (t *txn) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, erro
 			return t.storedOr(p, err)
 		}
 	}
+	title, setsTitle := titleOf(&p.ev)
+	if setsTitle && !t.loading {
+		// Titles are unique among live writes; a loaded log keeps the
+		// titles it had.
+		if err := t.checkTitle(conv, title); err != nil {
+			return t.storedOr(p, err)
+		}
+	}
+	ev := p.ev
 	head := t.heads[conv]
 	want, expecting := opts.Expected.Seq()
 	switch {
 	case expecting && want != head:
 		return t.storedOr(p, &repo.SeqConflictError{ConversationID: conv, Expected: want, Actual: head})
-	case opts.KeepSeq && p.ev.Seq != head+1:
-		return t.storedOr(p, &repo.SeqConflictError{ConversationID: conv, Expected: p.ev.Seq - 1, Actual: head})
+	case ev.Type == events.TypeConversationForked:
+		seq, err := t.forkSeq(&ev, opts.KeepSeq, head)
+		if err != nil {
+			return t.storedOr(p, err)
+		}
+		ev.Seq = seq
+	case opts.KeepSeq && ev.Seq != head+1:
+		return t.storedOr(p, &repo.SeqConflictError{ConversationID: conv, Expected: ev.Seq - 1, Actual: head})
+	case !opts.KeepSeq:
+		ev.Seq = head + 1
 	}
 	stored, found, err := t.lookupStored(p)
 	if err != nil || found {
 		return repo.Result{Event: stored, Outcome: repo.Duplicate}, err
 	}
-	ev := p.ev
-	if !opts.KeepSeq {
-		ev.Seq = head + 1
-	}
 	t.stage(p, ev)
+	if ev.Type == events.TypeConversationForked {
+		t.recordBranch(&ev)
+	}
+	if setsTitle {
+		t.noteTitle(conv, title)
+	}
 	return repo.Result{Event: ev, Outcome: repo.Appended}, nil
 }
 
@@ -648,7 +740,7 @@ func (t *txn) stage(p *prepared, ev events.Event) {
 	})
 	if ev.Type == events.TypeAssistantMessage && strings.HasPrefix(ev.RequestID, "assistant:") {
 		k := convKey{conv, strings.TrimPrefix(ev.RequestID, "assistant:")}
-		t.queue(qTurnComplete, k.conv, k.key)
+		t.queue(k.conv, qTurnComplete, k.conv, k.key)
 		if tr := t.turns[k]; tr != nil {
 			done := *tr
 			done.state, done.leaseExpires = turnCompleted, 0
@@ -668,10 +760,18 @@ func (t *txn) stage(p *prepared, ev events.Event) {
 // committed (success, reported as such) or not (a connLostError: nothing
 // is stored, the transaction may run again).
 func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
+	if t.broken != nil {
+		t.rollback()
+		return nil, t.broken
+	}
 	inserts := len(t.staged) > 0
-	if !inserts && len(t.queued) == 0 {
+	if !inserts && len(t.queued) == 0 && len(t.erased) == 0 {
 		t.rollback()
 		return nil, nil
+	}
+	if err := t.foldReadModels(); err != nil {
+		t.rollback()
+		return nil, err
 	}
 	// Each statement queued comes with what reads its result.
 	b := &pgx.Batch{}
@@ -679,6 +779,14 @@ func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
 	exec := func(br pgx.BatchResults) error { _, err := br.Exec(); return err }
 	pos := make(map[string]int64, len(t.staged))
 	var written map[string]string // conversation -> its read model row's new xmin
+	// Erasures first: what the transaction stages for an erased
+	// conversation comes after its erasure.
+	for _, conv := range slices.Sorted(maps.Keys(t.erased)) {
+		for _, q := range []string{qEraseEvents, qEraseTurns, qEraseSummary, qEraseBranch} {
+			b.Queue(q, conv)
+			reads = append(reads, exec)
+		}
+	}
 	if inserts {
 		t.queueInsert(b)
 		reads = append(reads, func(br pgx.BatchResults) error {
@@ -697,12 +805,7 @@ func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
 			}
 			return rows.Err()
 		})
-		queued, err := t.queueReadModels(b)
-		if err != nil {
-			t.rollback()
-			return nil, err
-		}
-		if queued {
+		if t.queueReadModels(b) {
 			reads = append(reads, func(br pgx.BatchResults) error {
 				rows, err := br.Query()
 				if err != nil {
@@ -765,6 +868,9 @@ func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
 	for _, s := range t.staged {
 		t.touched[s.ev.ConversationID] = struct{}{}
 	}
+	for conv := range t.erased {
+		t.touched[conv] = struct{}{}
+	}
 	if len(t.touched) > 0 {
 		t.r.notify.wake(t.touched)
 		t.r.publish(t.touched)
@@ -776,6 +882,9 @@ func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
 // row versions the upsert returned; without them (the answer was lost) it
 // forgets them.
 func (t *txn) cacheSummaries(xmins map[string]string) {
+	for conv := range t.erased {
+		t.cache.drop(conv)
+	}
 	for conv, s := range t.dirty {
 		if xmin, ok := xmins[conv]; ok {
 			t.cache.put(conv, xmin, *s)
@@ -854,46 +963,57 @@ func (t *txn) queueInsert(b *pgx.Batch) {
 	b.Queue(qInsert, ids, convs, seqs, types, versions, ats, roles, contents, bodies, extras, fps, parts, searches)
 }
 
-// queueReadModels folds the staged events into their conversations' read
-// models and queues the upsert of those that changed, reporting whether
-// it queued one.
-func (t *txn) queueReadModels(b *pgx.Batch) (bool, error) {
-	var order []string
-	dirty := map[string]*repo.Summary{}
+// foldReadModels folds the staged events into their conversations' read
+// models (t.dirty). A branch's first event brings in the summary of the
+// history it inherits, read inside the transaction.
+func (t *txn) foldReadModels() error {
+	t.dirty = map[string]*repo.Summary{}
 	for _, s := range t.staged {
 		e := &s.ev
-		if e.Type == events.TypeAssistantDelta {
-			continue // chunks leave summaries alone (projection.Summarize)
+		if e.Type == events.TypeAssistantDelta || !projection.Listed(e.ConversationID) {
+			continue // chunks and account streams leave summaries alone (projection.Summarize)
 		}
-		sum, ok := dirty[e.ConversationID]
+		sum, ok := t.dirty[e.ConversationID]
 		if !ok {
 			sum = &repo.Summary{}
 			if old := t.sums[e.ConversationID]; old != nil {
 				*sum = *old
 			}
-			dirty[e.ConversationID] = sum
-			order = append(order, e.ConversationID)
+			t.dirty[e.ConversationID] = sum
+		}
+		if e.Type == events.TypeConversationForked && sum.Events == 0 {
+			parent, _ := e.ExtraString("parent_id")
+			at, _ := e.ExtraInt("parent_seq")
+			h, err := t.history(parent, at)
+			if err != nil {
+				return fmt.Errorf("summarise the history of branch %q: %w", e.ConversationID, err)
+			}
+			projection.Inherit(sum, h)
 		}
 		projection.Summarize(sum, e)
 	}
-	if len(order) == 0 {
-		return false, nil
+	return nil
+}
+
+// queueReadModels queues the upsert of the read models foldReadModels
+// changed, reporting whether it queued one.
+func (t *txn) queueReadModels(b *pgx.Batch) bool {
+	if len(t.dirty) == 0 {
+		return false
 	}
-	t.dirty = dirty
+	order := slices.Sorted(maps.Keys(t.dirty))
+	dirty := t.dirty
 	n := len(order)
 	convs, users, sources, titles, jsons := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	actives, ended := make([]int64, n), make([]bool, n)
 	for i, id := range order {
 		s := dirty[id]
-		j, err := json.Marshal(s)
-		if err != nil {
-			return false, err
-		}
+		j, _ := json.Marshal(s) // a Summary always encodes
 		convs[i], users[i], sources[i], titles[i] = id, noNUL(s.User), noNUL(s.Source), noNUL(s.Title)
 		actives[i], ended[i], jsons[i] = s.LastActiveAt.UnixNano(), s.Ended, string(j)
 	}
 	b.Queue(qSummaryPuts, convs, actives, users, sources, titles, ended, jsons)
-	return true, nil
+	return true
 }
 
 // queueStreams records, once per stream, the chunks the transaction

@@ -362,6 +362,10 @@ func (w *writer) try(live []*request) error {
 			t.rollback()
 			return err
 		}
+		if t.broken != nil {
+			t.rollback()
+			return t.broken
+		}
 	}
 	pos, err := t.commit(ctx)
 	if err != nil {

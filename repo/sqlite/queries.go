@@ -42,8 +42,6 @@ WHERE conversation_id = ? AND request_id = ?`
 
 	qRange = `SELECT ` + eventColumns + ` FROM events
 WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?+0`
-	qLast = `SELECT ` + eventColumns + ` FROM events
-WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?+0`
 	qAfterPos = `SELECT ` + eventColumns + ` FROM events WHERE pos > ? ORDER BY pos LIMIT ?+0`
 
 	qIntegrityCheck = `PRAGMA integrity_check`
@@ -149,17 +147,47 @@ WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1`
 WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT 1`
 )
 
-// Context markers: the predicate repeats the partial index's, so the
-// planner uses it.
+// Lineage, erasure and titles (Management).
 const (
-	// INDEXED BY: with two types and ORDER BY seq, the planner would
-	// rather walk the whole conversation back through its seq index.
-	qLatestPrompt = `SELECT ` + eventColumns + ` FROM events INDEXED BY events_context_markers
-WHERE conversation_id = ? AND type IN ('conversation_started', 'system_prompt_set') AND seq <= ?
-  AND type IN ('conversation_started', 'system_prompt_set', 'conversation_cleared')
+	qBranchOf   = `SELECT parent_id, parent_seq FROM branches WHERE conversation_id = ?`
+	qBranchPut  = `INSERT INTO branches (conversation_id, parent_id, parent_seq) VALUES (?, ?, ?)`
+	qBranchesOf = `SELECT conversation_id FROM branches WHERE parent_id = ? ORDER BY conversation_id`
+	qRangeDesc  = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq DESC LIMIT ?+0`
+	qLatestStartedIn = `SELECT ` + eventColumns + ` FROM events INDEXED BY events_context_markers
+WHERE conversation_id = ? AND type = 'conversation_started' AND seq > ? AND seq <= ?
 ORDER BY seq DESC LIMIT 1`
-	qLatestClear = `SELECT seq FROM events
-WHERE conversation_id = ? AND type = 'conversation_cleared' AND seq <= ?
-  AND type IN ('conversation_started', 'system_prompt_set', 'conversation_cleared')
+	qLatestPromptSetIn = `SELECT ` + eventColumns + ` FROM events INDEXED BY events_context_markers
+WHERE conversation_id = ? AND type = 'system_prompt_set' AND seq > ? AND seq <= ?
 ORDER BY seq DESC LIMIT 1`
+	qLatestClearIn = `SELECT seq FROM events INDEXED BY events_context_markers
+WHERE conversation_id = ? AND type = 'conversation_cleared' AND seq > ? AND seq <= ?
+ORDER BY seq DESC LIMIT 1`
+
+	// Erasure. The search index keeps no text, so a row leaves it by a
+	// 'delete' naming the text it was indexed with; only rows indexed
+	// already (pos at most the last committed) are in it.
+	qEraseSearch = `INSERT INTO message_search (message_search, rowid, content)
+SELECT 'delete', pos, content FROM searchable_messages WHERE conversation_id = ? AND pos <= ?`
+	qEraseEvents     = `DELETE FROM events WHERE conversation_id = ?`
+	qEraseTurns      = `DELETE FROM turns WHERE conversation_id = ?`
+	qEraseSummary    = `DELETE FROM conversations WHERE conversation_id = ?`
+	qEraseBranch     = `DELETE FROM branches WHERE conversation_id = ?`
+	qPruneCandidates = `SELECT conversation_id FROM conversations
+WHERE ended = 1 AND last_active_at < ? AND (?2 = '' OR source = ?2) ORDER BY conversation_id`
+	qSecureDeleteOn  = `PRAGMA secure_delete = ON`
+	qSecureDeleteOff = `PRAGMA secure_delete = OFF`
+	qCheckpoint      = `PRAGMA wal_checkpoint(TRUNCATE)`
+
+	qTitleHolder = `SELECT conversation_id FROM conversations WHERE title = ? AND conversation_id <> ? LIMIT 1`
+	// A title's lineage: the base and "base #n" (digits sort below ':').
+	qTitleLineage = `SELECT conversation_id, title FROM conversations
+WHERE title = ?1 OR (title > ?1 || ' #' AND title < ?1 || ' #:')`
+	qTitleOf        = `SELECT title FROM conversations WHERE conversation_id = ?`
+	qLatestTitleSet = `SELECT ` + eventColumns + ` FROM events
+WHERE conversation_id = ? AND type = 'title_set' ORDER BY seq DESC LIMIT 1`
+	qConversationExists = `SELECT 1 FROM conversations WHERE conversation_id = ?`
+	qIDPrefix           = `SELECT conversation_id FROM conversations
+WHERE conversation_id >= ? AND conversation_id < ? ORDER BY conversation_id LIMIT 5`
+	qUserSummaries = `SELECT summary FROM conversations WHERE user_id = ?`
 )

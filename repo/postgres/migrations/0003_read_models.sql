@@ -8,7 +8,7 @@ CREATE TABLE conversations (
     last_active_at  bigint  NOT NULL,
     user_id         text    COLLATE "C" NOT NULL DEFAULT '',
     source          text    COLLATE "C" NOT NULL DEFAULT '',
-    title           text    NOT NULL DEFAULT '',
+    title           text    COLLATE "C" NOT NULL DEFAULT '',
     ended           boolean NOT NULL DEFAULT false,
     summary         text    NOT NULL
 );
