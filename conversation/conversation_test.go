@@ -4,26 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 
 	"github.com/chatlog/chatlog/conversation"
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/projection"
 	"github.com/chatlog/chatlog/repo"
-	"github.com/chatlog/chatlog/repo/sqlite"
 )
 
-func open(t *testing.T) *sqlite.Repo {
+// open opens a fresh store of backend b, closed when the test ends.
+func open(t *testing.T, b storetest.Backend) repo.Repo {
 	t.Helper()
-	r, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "c.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	return r
+	return b.Open(t)
 }
 
 func say(t *testing.T, r repo.Repo, conv string, role events.Type, text string) events.Event {
@@ -51,9 +46,11 @@ func texts(t *testing.T, r repo.Repo, conv string) []string {
 	return out
 }
 
-func TestStart_EnsureExists(t *testing.T) {
+func TestStart_EnsureExists(t *testing.T) { storetest.Run(t, testStart_EnsureExists) }
+
+func testStart_EnsureExists(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := open(t)
+	r := open(t, b)
 	md := conversation.Metadata{Source: "telegram", User: "ann", Model: "gpt-x", System: "be brief", Project: "/srv/app",
 		Title: " Trip\u200b plan ", ModelConfig: map[string]any{"temperature": 0.2}}
 	first, err := conversation.Start(ctx, r, "c", md)
@@ -81,9 +78,11 @@ func TestStart_EnsureExists(t *testing.T) {
 	}
 }
 
-func TestStart_ConcurrentOnce(t *testing.T) {
+func TestStart_ConcurrentOnce(t *testing.T) { storetest.Run(t, testStart_ConcurrentOnce) }
+
+func testStart_ConcurrentOnce(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := open(t)
+	r := open(t, b)
 	var wg sync.WaitGroup
 	ids := make([]string, 16)
 	for i := range ids {
@@ -107,9 +106,11 @@ func TestStart_ConcurrentOnce(t *testing.T) {
 	}
 }
 
-func TestEndReopen(t *testing.T) {
+func TestEndReopen(t *testing.T) { storetest.Run(t, testEndReopen) }
+
+func testEndReopen(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := open(t)
+	r := open(t, b)
 	say(t, r, "c", events.TypeUserMessage, "hi")
 	if _, err := conversation.End(ctx, r, "c", "done"); err != nil {
 		t.Fatal(err)
@@ -127,9 +128,11 @@ func TestEndReopen(t *testing.T) {
 	}
 }
 
-func TestSystemPromptAndClear(t *testing.T) {
+func TestSystemPromptAndClear(t *testing.T) { storetest.Run(t, testSystemPromptAndClear) }
+
+func testSystemPromptAndClear(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := open(t)
+	r := open(t, b)
 	say(t, r, "c", events.TypeUserMessage, "one")
 	if _, err := conversation.SetSystemPrompt(ctx, r, "c", "new rules"); err != nil {
 		t.Fatal(err)
@@ -152,9 +155,11 @@ func TestSystemPromptAndClear(t *testing.T) {
 	}
 }
 
-func TestPop(t *testing.T) {
+func TestPop(t *testing.T) { storetest.Run(t, testPop) }
+
+func testPop(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := open(t)
+	r := open(t, b)
 	if _, _, found, err := conversation.Pop(ctx, r, "empty"); found || err != nil {
 		t.Errorf("Pop of an empty conversation = %v, %v; want nothing", found, err)
 	}
@@ -184,9 +189,11 @@ func TestPop(t *testing.T) {
 
 // TestPop_Concurrent: pops racing on one conversation each retract a
 // different message, and never more than there are.
-func TestPop_Concurrent(t *testing.T) {
+func TestPop_Concurrent(t *testing.T) { storetest.Run(t, testPop_Concurrent) }
+
+func testPop_Concurrent(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := open(t)
+	r := open(t, b)
 	const messages, pops = 6, 10
 	for i := range messages {
 		say(t, r, "c", events.TypeUserMessage, fmt.Sprint("m", i))
@@ -224,9 +231,11 @@ func TestPop_Concurrent(t *testing.T) {
 	}
 }
 
-func TestUsage(t *testing.T) {
+func TestUsage(t *testing.T) { storetest.Run(t, testUsage) }
+
+func testUsage(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := open(t)
+	r := open(t, b)
 	if u, err := conversation.Usage(ctx, r, "none"); err != nil || u != (events.Usage{}) {
 		t.Errorf("Usage of nothing = %+v, %v", u, err)
 	}

@@ -9,12 +9,15 @@ import (
 
 	"github.com/chatlog/chatlog/conversation"
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/repo"
 )
 
-func TestCurrent(t *testing.T) {
+func TestCurrent(t *testing.T) { storetest.Run(t, testCurrent) }
+
+func testCurrent(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := open(t)
+	r := open(t, b)
 	if id, ok, err := conversation.Current(ctx, r, "ann", ""); ok || err != nil || id != "" {
 		t.Errorf("Current of a new user = %q, %v, %v", id, ok, err)
 	}
@@ -62,9 +65,11 @@ func TestCurrent(t *testing.T) {
 
 // TestCurrent_ConcurrentScopes: setters of different scopes at once never
 // lose each other's pointers.
-func TestCurrent_ConcurrentScopes(t *testing.T) {
+func TestCurrent_ConcurrentScopes(t *testing.T) { storetest.Run(t, testCurrent_ConcurrentScopes) }
+
+func testCurrent_ConcurrentScopes(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := open(t)
+	r := open(t, b)
 	const n = 16
 	var wg sync.WaitGroup
 	for i := range n {

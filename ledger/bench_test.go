@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/ledger"
 	"github.com/chatlog/chatlog/repo"
 )
@@ -14,7 +15,7 @@ import (
 // BenchmarkPost: credits one after another to one user; each waits for
 // its commit (synchronous=FULL), so this is a post's latency.
 func BenchmarkPost(b *testing.B) {
-	l := ledger.New(openRepo(b, ""), nil)
+	l := ledger.New(openRepo(b, storetest.SQLite), nil)
 	ctx := context.Background()
 	i := 0
 	for b.Loop() {
@@ -40,7 +41,7 @@ func BenchmarkPost_concurrent(b *testing.B) {
 		{"UserEach", false, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			r := &countingRepo{Repo: openRepo(b, "")}
+			r := &countingRepo{Repo: openRepo(b, storetest.SQLite)}
 			shared := ledger.New(r, nil)
 			var next atomic.Int64
 			b.SetParallelism(32) // 64 goroutines on the 2 cores
@@ -69,7 +70,7 @@ func BenchmarkPost_concurrent(b *testing.B) {
 
 // BenchmarkPost_retry: a retry of a stored entry, answered from the log.
 func BenchmarkPost_retry(b *testing.B) {
-	l := ledger.New(openRepo(b, ""), nil)
+	l := ledger.New(openRepo(b, storetest.SQLite), nil)
 	ctx := context.Background()
 	req := ledger.Request{User: "u", Kind: ledger.Credit, Amount: 5, RequestID: "k"}
 	if _, err := l.Post(ctx, req); err != nil {
@@ -85,7 +86,7 @@ func BenchmarkPost_retry(b *testing.B) {
 // BenchmarkBalance: the balance of a user with 100,000 entries, read
 // from the last one.
 func BenchmarkBalance(b *testing.B) {
-	r := openRepo(b, "")
+	r := openRepo(b, storetest.SQLite)
 	ctx := context.Background()
 	const entries = 100_000
 	batch := make([]events.Event, 0, 1000)

@@ -4,17 +4,15 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"log/slog"
 	"math/rand/v2"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/ledger"
 	"github.com/chatlog/chatlog/repo"
-	"github.com/chatlog/chatlog/repo/sqlite"
 )
 
 var seedFlag = flag.Uint64("ledger.seed", 0, "seed for the randomised ledger storms (0: pick one and log it)")
@@ -31,24 +29,19 @@ func seed(tb testing.TB) uint64 {
 	return s
 }
 
-// openRepo opens a SQLite store at path (":memory:" for a private one,
-// "" for a file in a fresh temporary directory), closed when the test
-// ends.
-func openRepo(tb testing.TB, path string) *sqlite.Repo {
+// openRepo opens a fresh store of backend b (SQLite in memory, or a
+// PostgreSQL schema), closed when the test ends.
+func openRepo(tb testing.TB, b storetest.Backend) storetest.Store {
 	tb.Helper()
-	if path == "" {
-		path = filepath.Join(tb.TempDir(), "ledger.db")
-	}
-	r, err := sqlite.Open(context.Background(), path, &sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := r.Close(); err != nil {
-			tb.Errorf("close: %v", err)
-		}
-	})
-	return r
+	return b.OpenScratch(tb)
+}
+
+// openShared opens a fresh store of backend b that other processes can
+// open too (a file, or a schema), and returns its location.
+func openShared(tb testing.TB, b storetest.Backend) (storetest.Store, string) {
+	tb.Helper()
+	loc := b.New(tb)
+	return storetest.OpenAt(tb, loc), loc
 }
 
 // stormKey is key i of a storm: what every process asking for it posts.

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/ledger"
 	"github.com/chatlog/chatlog/repo"
 )
@@ -41,11 +42,13 @@ func wantHead(tb testing.TB, r repo.Repo, user string, want int64) {
 	}
 }
 
-func TestLedger_Post(t *testing.T) {
+func TestLedger_Post(t *testing.T) { storetest.Run(t, testLedger_Post) }
+
+func testLedger_Post(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
 
 	t.Run("OK", func(t *testing.T) {
-		r := openRepo(t, ":memory:")
+		r := openRepo(t, b)
 		l := ledger.New(r, nil)
 		res := post(t, l, ledger.Request{User: "alice", Kind: ledger.Credit, Amount: 100, RequestID: "topup-1", Note: "card 4242"})
 		if res.Duplicate() || res.Outcome != repo.Appended {
@@ -90,7 +93,7 @@ func TestLedger_Post(t *testing.T) {
 	})
 
 	t.Run("Replay", func(t *testing.T) {
-		r := openRepo(t, ":memory:")
+		r := openRepo(t, b)
 		l := ledger.New(r, nil)
 		credit := ledger.Request{User: "bob", Kind: ledger.Credit, Amount: 50, RequestID: "c1", Note: "welcome"}
 		first := post(t, l, credit)
@@ -111,7 +114,7 @@ func TestLedger_Post(t *testing.T) {
 	})
 
 	t.Run("ErrIdempotencyConflict", func(t *testing.T) {
-		r := openRepo(t, ":memory:")
+		r := openRepo(t, b)
 		l := ledger.New(r, nil)
 		stored := post(t, l, ledger.Request{User: "carol", Kind: ledger.Credit, Amount: 40, RequestID: "k", Note: "n"})
 		for name, req := range map[string]ledger.Request{
@@ -139,7 +142,7 @@ func TestLedger_Post(t *testing.T) {
 	})
 
 	t.Run("ErrInsufficientFunds", func(t *testing.T) {
-		r := openRepo(t, ":memory:")
+		r := openRepo(t, b)
 		l := ledger.New(r, nil)
 		post(t, l, ledger.Request{User: "dave", Kind: ledger.Credit, Amount: 25, RequestID: "c"})
 		debit := ledger.Request{User: "dave", Kind: ledger.Debit, Amount: 26, RequestID: "d"}
@@ -172,7 +175,7 @@ func TestLedger_Post(t *testing.T) {
 	})
 
 	t.Run("ErrInvalid", func(t *testing.T) {
-		r := openRepo(t, ":memory:")
+		r := openRepo(t, b)
 		l := ledger.New(r, nil)
 		post(t, l, ledger.Request{User: "erin", Kind: ledger.Credit, Amount: math.MaxInt64 - 5, RequestID: "big"})
 		ok := ledger.Request{User: "erin", Kind: ledger.Credit, Amount: 1, RequestID: "k"}
@@ -211,7 +214,7 @@ func TestLedger_Post(t *testing.T) {
 	})
 
 	t.Run("Context", func(t *testing.T) {
-		r := openRepo(t, ":memory:")
+		r := openRepo(t, b)
 		l := ledger.New(r, nil)
 		cctx, cancel := context.WithCancel(ctx)
 		cancel()
@@ -222,9 +225,11 @@ func TestLedger_Post(t *testing.T) {
 	})
 }
 
-func TestLedger_Balance(t *testing.T) {
+func TestLedger_Balance(t *testing.T) { storetest.Run(t, testLedger_Balance) }
+
+func testLedger_Balance(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := openRepo(t, ":memory:")
+	r := openRepo(t, b)
 	l := ledger.New(r, nil)
 
 	t.Run("UnknownUser", func(t *testing.T) {
@@ -275,7 +280,9 @@ func TestLedger_Balance(t *testing.T) {
 // been told the truth. Once with one Ledger shared by all (how a
 // process uses it), once with a Ledger each, so that only the store's
 // expected-seq check keeps them apart.
-func TestLedger_Post_concurrent(t *testing.T) {
+func TestLedger_Post_concurrent(t *testing.T) { storetest.Run(t, testLedger_Post_concurrent) }
+
+func testLedger_Post_concurrent(t *testing.T, b storetest.Backend) {
 	for _, shared := range []bool{true, false} {
 		name := "SharedLedger"
 		if !shared {
@@ -283,7 +290,7 @@ func TestLedger_Post_concurrent(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			sd := seed(t)
-			r := &countingRepo{Repo: openRepo(t, "")}
+			r := &countingRepo{Repo: openRepo(t, b)}
 			spec := stormSpec{User: "u", Keys: stormKeys, Workers: 50, Seed: sd, Shared: shared}
 			var mu sync.Mutex
 			var outcomes []outcome
@@ -329,8 +336,12 @@ func (b *blindRepo) ByRequestID(ctx context.Context, conversationID, requestID s
 // against the twin's entry, although the twin's running balance differs
 // from the one the post computed.
 func TestLedger_Post_twinMissedLookup(t *testing.T) {
+	storetest.Run(t, testLedger_Post_twinMissedLookup)
+}
+
+func testLedger_Post_twinMissedLookup(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	store := openRepo(t, ":memory:")
+	store := openRepo(t, b)
 	twin := ledger.Request{User: "u", Kind: ledger.Credit, Amount: 10, RequestID: "k", Note: "n"}
 	stored := post(t, ledger.New(store, nil), twin)
 	post(t, ledger.New(store, nil), ledger.Request{User: "u", Kind: ledger.Credit, Amount: 5, RequestID: "other"})
@@ -377,8 +388,10 @@ func (r *raceRepo) Append(ctx context.Context, e events.Event, opts repo.AppendO
 	return repo.Result{}, &repo.SeqConflictError{ConversationID: e.ConversationID, Expected: want, Actual: want + 1}
 }
 
-func TestLedger_Post_ErrContended(t *testing.T) {
-	r := &raceRepo{Repo: openRepo(t, ":memory:")}
+func TestLedger_Post_ErrContended(t *testing.T) { storetest.Run(t, testLedger_Post_ErrContended) }
+
+func testLedger_Post_ErrContended(t *testing.T, b storetest.Backend) {
+	r := &raceRepo{Repo: openRepo(t, b)}
 	l := ledger.New(r, &ledger.Options{MaxAttempts: 4})
 	_, err := l.Post(context.Background(), ledger.Request{User: "h", Kind: ledger.Credit, Amount: 1, RequestID: "k"})
 	if !errors.Is(err, ledger.ErrContended) || errors.Is(err, repo.ErrSeqConflict) {

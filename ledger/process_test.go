@@ -6,16 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/chatlog/chatlog/repo/sqlite"
+	"github.com/chatlog/chatlog/internal/storetest"
 )
 
 // The process test runs copies of the test binary as child processes: the
@@ -57,7 +55,7 @@ func stormChild() int {
 		fmt.Fprintln(os.Stderr, "child: bad spec:", err)
 		return 1
 	}
-	store, err := sqlite.Open(context.Background(), os.Getenv(envDB), &sqlite.Options{Logger: slog.New(slog.DiscardHandler)})
+	store, err := storetest.OpenLocation(context.Background(), os.Getenv(envDB))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child:", err)
 		return 1
@@ -93,14 +91,16 @@ func stormChild() int {
 // same keys at once to one user. Only the store's expected-seq check,
 // taken in each process's own write transaction, keeps them from
 // overdrawing or applying a key twice.
-func TestLedger_Post_processes(t *testing.T) {
+func TestLedger_Post_processes(t *testing.T) { storetest.Run(t, testLedger_Post_processes) }
+
+func testLedger_Post_processes(t *testing.T, b storetest.Backend) {
 	if testing.Short() {
 		t.Skip("spawns processes")
 	}
 	sd := seed(t)
 	const procs, workers = 3, 8
-	db := filepath.Join(t.TempDir(), "shared.db")
-	parent := &countingRepo{Repo: openRepo(t, db)} // creates the schema before the children race
+	store, db := openShared(t, b) // creates the schema before the children race
+	parent := &countingRepo{Repo: store}
 
 	type child struct {
 		cmd   *exec.Cmd

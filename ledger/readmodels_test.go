@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/storetest"
 	"github.com/chatlog/chatlog/ledger"
 	"github.com/chatlog/chatlog/repo"
 )
@@ -13,9 +14,11 @@ import (
 // TestLedger_readModels: a user's ledger is in the log but in no read
 // model: not listed, no summary, never a search hit, and verify (which
 // rebuilds the read models from the whole log) agrees with the live ones.
-func TestLedger_readModels(t *testing.T) {
+func TestLedger_readModels(t *testing.T) { storetest.Run(t, testLedger_readModels) }
+
+func testLedger_readModels(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := openRepo(t, "")
+	r := openRepo(t, b)
 	for _, e := range []events.Event{
 		{ConversationID: "c1", Type: events.TypeConversationStarted, Extra: map[string]any{"user": "alice"}},
 		{ConversationID: "c1", Type: events.TypeUserMessage, Content: events.NewText("please resend invoice 17")},
@@ -68,9 +71,11 @@ func TestLedger_readModels(t *testing.T) {
 // TestLedger_reservedIDs: the store refuses ordinary events in a ledger's
 // stream and ledger entries anywhere else, naming conversation_id, so an
 // entry can only come through the ledger (or a log it wrote).
-func TestLedger_reservedIDs(t *testing.T) {
+func TestLedger_reservedIDs(t *testing.T) { storetest.Run(t, testLedger_reservedIDs) }
+
+func testLedger_reservedIDs(t *testing.T, b storetest.Backend) {
 	ctx := context.Background()
-	r := openRepo(t, ":memory:")
+	r := openRepo(t, b)
 	entry := map[string]any{"kind": "credit", "amount": int64(5), "balance": int64(5)}
 	for name, e := range map[string]events.Event{
 		"MessageInLedger":      {ConversationID: ledger.StreamID("alice"), Type: events.TypeUserMessage, Content: events.NewText("hi")},

@@ -103,6 +103,17 @@ func (b Backend) Open(tb testing.TB) Store {
 	return OpenAt(tb, b.New(tb))
 }
 
+// OpenScratch opens a fresh store for a test that needs neither a file
+// nor another process: a private in-memory SQLite database (faster than
+// a file), or a fresh PostgreSQL schema. Closed when tb ends.
+func (b Backend) OpenScratch(tb testing.TB) Store {
+	tb.Helper()
+	if b.dsn == "" {
+		return OpenAt(tb, ":memory:")
+	}
+	return b.Open(tb)
+}
+
 // OpenAt opens the store at loc (as New returned it), closed when tb
 // ends; a second Close by the test itself is fine.
 func OpenAt(tb testing.TB, loc string) Store {
