@@ -441,3 +441,113 @@ func FuzzSearch(f *testing.F) {
 		}
 	})
 }
+
+// TestReplicas_TitlesUnique: replicas giving titles at the same moment
+// never give one title to two conversations: of those asking for one
+// title, exactly one gets it, and "next" titles of one lineage are all
+// different.
+func TestReplicas_TitlesUnique(t *testing.T) {
+	ctx := context.Background()
+	loc := storetest.Postgres(t).New(t)
+	replicas := []*postgres.Repo{open(t, loc, nil), open(t, loc, nil), open(t, loc, nil)}
+	const per = 4
+	type outcome struct {
+		conv, title string
+		err         error
+	}
+	race := func(next bool) []outcome {
+		var wg sync.WaitGroup
+		out := make([]outcome, len(replicas)*per)
+		gate := make(chan struct{})
+		for i := range out {
+			wg.Go(func() {
+				<-gate
+				conv := fmt.Sprintf("c%d-%v", i, next)
+				res, err := replicas[i%len(replicas)].SetTitle(ctx, conv, "Weekly report", repo.TitleOptions{Next: next})
+				title, _ := res.Event.ExtraString("title")
+				out[i] = outcome{conv, title, err}
+			})
+		}
+		close(gate)
+		wg.Wait()
+		return out
+	}
+	won := 0
+	for _, o := range race(false) {
+		switch {
+		case o.err == nil:
+			won++
+		case !errors.Is(o.err, repo.ErrTitleTaken):
+			t.Errorf("SetTitle(%s): %v, want success or ErrTitleTaken", o.conv, o.err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d conversations got the title \"Weekly report\", want exactly 1", won)
+	}
+	seen := map[string]string{}
+	for _, o := range race(true) {
+		if o.err != nil {
+			t.Errorf("SetTitle(%s, next): %v", o.conv, o.err)
+			continue
+		}
+		if other, dup := seen[o.title]; dup {
+			t.Errorf("%s and %s both got the title %q", other, o.conv, o.title)
+		}
+		seen[o.title] = o.conv
+	}
+	if len(seen) != len(replicas)*per {
+		t.Errorf("next titles %v, want %d different ones", seen, len(replicas)*per)
+	}
+}
+
+// TestReplicas_ForkDelete: a fork on one replica and the deletion of its
+// parent on another, at the same moment, never leave a branch whose
+// parent is gone: either the deletion sees the branch (and refuses), or
+// the fork finds no parent.
+func TestReplicas_ForkDelete(t *testing.T) {
+	ctx := context.Background()
+	loc := storetest.Postgres(t).New(t)
+	a, b := open(t, loc, nil), open(t, loc, nil)
+	forked, deleted := 0, 0
+	defer func() { t.Logf("%d rounds forked first, %d deleted first", forked, deleted) }()
+	for round := range 20 {
+		parent, branch := fmt.Sprintf("p%d", round), fmt.Sprintf("b%d", round)
+		mustAppend(t, a, user(parent, "r1", "hello"))
+		var forkErr, delErr error
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		wg.Go(func() { <-gate; _, forkErr = a.Fork(ctx, parent, 1, branch) })
+		wg.Go(func() { <-gate; _, delErr = b.Delete(ctx, parent, repo.DeleteOptions{}) })
+		close(gate)
+		wg.Wait()
+		switch {
+		case forkErr == nil && delErr == nil:
+			t.Fatalf("round %d: the fork and the deletion of its parent both succeeded", round)
+		case forkErr == nil && !errors.Is(delErr, repo.ErrHasBranches):
+			t.Errorf("round %d: deletion after the fork: %v, want ErrHasBranches", round, delErr)
+		case delErr == nil && !errors.Is(forkErr, repo.ErrNotFound):
+			t.Errorf("round %d: fork after the deletion: %v, want ErrNotFound", round, forkErr)
+		}
+		if delErr == nil {
+			deleted++
+		}
+		if forkErr == nil {
+			forked++
+			evs, err := collectAll(b.Events(ctx, branch, repo.Range{}))
+			if err != nil || len(evs) != 2 || evs[0].ConversationID != parent {
+				t.Errorf("round %d: the branch reads %d events (%v), want its parent's first and its fork", round, len(evs), err)
+			}
+		}
+	}
+}
+
+func collectAll(seq func(func(events.Event, error) bool)) ([]events.Event, error) {
+	var out []events.Event
+	for e, err := range seq {
+		if err != nil {
+			return out, err
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
