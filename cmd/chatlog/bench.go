@@ -283,7 +283,7 @@ func runBench(ctx context.Context, env *env, workloads []benchWorkload, scale be
 		if loc, err = postgres.WithSchema(env.dbPath, schema); err != nil {
 			return nil, err
 		}
-		report.Database = dbName(env.dbPath) + " schema " + schema
+		report.Database = dbName(loc)
 		defer func() {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 			defer cancel()

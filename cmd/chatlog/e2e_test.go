@@ -13,19 +13,8 @@ import (
 // TestEndToEnd builds the binary and drives it as a user would: ingest a
 // file twice, reuse a key with another payload, stream a turn.
 func TestEndToEnd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool in PATH")
-	}
+	bin := chatlogBinary(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "chatlog")
-	build := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	log := filepath.Join(dir, "log.jsonl")
 	if err := os.WriteFile(log, []byte(goodLog), 0o644); err != nil {
 		t.Fatal(err)

@@ -638,5 +638,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(benchWorkerEnv) != "" {
 		os.Exit(NewMain().Run(context.Background(), os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if buildOnce.dir != "" {
+		os.RemoveAll(buildOnce.dir)
+	}
+	os.Exit(code)
 }

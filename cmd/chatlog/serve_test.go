@@ -9,12 +9,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chatlog/chatlog/internal/storetest"
 )
 
 func TestServe_UsageErrors(t *testing.T) {
@@ -175,23 +176,14 @@ func startServe(tb testing.TB, bin, db string) *servedProcess {
 
 // TestServe_KillUnderLoad builds the binary, serves, kills it with
 // SIGKILL while clients append with keys, and restarts it on the same
-// file: every acknowledged event is there exactly once, and retrying
+// store: every acknowledged event is there exactly once, and retrying
 // every key sent, acknowledged or not, is answered 2xx and leaves each
 // key once in the log.
-func TestServe_KillUnderLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool in PATH")
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "chatlog")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	db := filepath.Join(dir, "chat.db")
+func TestServe_KillUnderLoad(t *testing.T) { storetest.Run(t, testServe_KillUnderLoad) }
+
+func testServe_KillUnderLoad(t *testing.T, b storetest.Backend) {
+	bin := chatlogBinary(t)
+	db := b.New(t)
 	srv := startServe(t, bin, db)
 
 	const writers = 4
