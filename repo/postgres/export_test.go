@@ -2,3 +2,6 @@ package postgres
 
 // SearchWords exposes searchWords to the external tests.
 var SearchWords = searchWords
+
+// Words exposes words to the external tests.
+var Words = words

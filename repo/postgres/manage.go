@@ -198,8 +198,11 @@ func (t *txn) recordBranch(ev *events.Event) {
 	at, _ := ev.ExtraInt("parent_seq")
 	conv := ev.ConversationID
 	t.queue(conv, qBranchPut, conv, parent, at)
+	if t.branches == nil {
+		t.branches = map[string]branch{}
+	}
 	t.branches[conv] = branch{parent: parent, at: at}
-	t.journal = append(t.journal, func() { delete(t.branches, conv) })
+	t.record(func() { delete(t.branches, conv) })
 }
 
 // history folds a branch's inherited events (its parent's lineage up to
@@ -315,6 +318,9 @@ func (t *txn) checkTitle(conv, title string) error {
 
 // noteTitle records a title set (or cleared) in this transaction.
 func (t *txn) noteTitle(conv, title string) {
+	if t.txnTitleOf == nil {
+		t.txnTitles, t.txnTitleOf = map[string]string{}, map[string]string{}
+	}
 	oldOf, hadOf := t.txnTitleOf[conv]
 	oldHolder, hadHolder := t.txnTitles[title]
 	var freed string
@@ -326,7 +332,7 @@ func (t *txn) noteTitle(conv, title string) {
 	if title != "" {
 		t.txnTitles[title] = conv
 	}
-	t.journal = append(t.journal, func() {
+	t.record(func() {
 		if title != "" {
 			if hadHolder {
 				t.txnTitles[title] = oldHolder
@@ -593,12 +599,15 @@ func (t *txn) erase(conv string) {
 			t.turns[k] = nil
 		}
 	}
+	if t.erased == nil {
+		t.erased = map[string]bool{}
+	}
 	t.staged = slices.DeleteFunc(slices.Clone(t.staged), func(s *storedEvent) bool { return s.ev.ConversationID == conv })
 	t.queued = slices.DeleteFunc(slices.Clone(t.queued), func(q queuedStmt) bool { return q.conv == conv })
 	t.heads[conv], t.sums[conv] = 0, nil
 	delete(t.branches, conv)
 	t.erased[conv] = true
-	t.journal = append(t.journal, func() {
+	t.record(func() {
 		t.staged, t.queued = oldStaged, oldQueued
 		t.heads[conv], t.sums[conv] = oldHead, oldSum
 		if hadBranch {

@@ -13,18 +13,11 @@ import (
 
 // notifier wakes followers of a conversation when its events commit, in
 // this process (the writer wakes them after its commit) or in another
-// replica (the listener wakes them when that replica's notification
-// arrives).
+// replica (the listener wakes them when the NOTIFY that replica's commit
+// carried arrives).
 type notifier struct {
 	mu    sync.Mutex
 	chans map[string]chan struct{}
-
-	// pending are the conversations whose commits other replicas have
-	// not been told about yet (see publish); kick wakes the publisher.
-	pending map[string]struct{}
-	kick    chan struct{}
-	stopped chan struct{}
-	quit    chan struct{}
 }
 
 // wait returns a channel closed at the next commit to conversationID.
@@ -74,13 +67,10 @@ func (n *notifier) wakeAll() {
 	}
 }
 
-// maxPayload keeps a notification under PostgreSQL's limit of 8000 bytes;
-// maxPayloads is how many one flush sends before it names no
-// conversation and wakes every follower instead ("*").
-const (
-	maxPayload  = 7900
-	maxPayloads = 16
-)
+// maxPayload keeps a notification under PostgreSQL's limit of 8000
+// bytes: a commit touching more conversations than fit names none, and
+// wakes every follower instead ("*").
+const maxPayload = 7900
 
 // channelName is the notification channel of a schema: short whatever the
 // schema's name (channel names are identifiers, at most 63 bytes).
@@ -90,119 +80,19 @@ func channelName(schema string) string {
 	return fmt.Sprintf("chatlog_%08x", h.Sum32())
 }
 
-// startPublisher starts the goroutine that tells other replicas about
-// this process's commits.
-func (r *Repo) startPublisher() {
-	n := &r.notify
-	n.kick = make(chan struct{}, 1)
-	n.stopped = make(chan struct{})
-	n.quit = make(chan struct{})
-	go r.publishLoop()
-}
-
-// publish queues a notification for other replicas about the
-// conversations a commit touched. It never waits for the database: the
-// appends it follows are acknowledged already, and followers elsewhere
-// fall back to polling if the notification is lost.
-func (r *Repo) publish(touched map[string]struct{}) {
-	n := &r.notify
-	if n.kick == nil {
-		return
-	}
-	n.mu.Lock()
-	if n.pending == nil {
-		n.pending = make(map[string]struct{})
-	}
-	for id := range touched {
-		n.pending[id] = struct{}{}
-	}
-	n.mu.Unlock()
-	select {
-	case n.kick <- struct{}{}:
-	default:
-	}
-}
-
-// publishLoop sends what publish queued, merging the commits made while
-// the previous notification was on its way, until stop.
-func (r *Repo) publishLoop() {
-	n := &r.notify
-	defer close(n.stopped)
-	channel := channelName(r.schema)
-	for {
-		select {
-		case <-n.kick:
-		case <-n.quit:
-			r.sendNotifications(channel) // what the last commits queued
-			return
-		}
-		r.sendNotifications(channel)
-	}
-}
-
-func (r *Repo) sendNotifications(channel string) {
-	n := &r.notify
-	n.mu.Lock()
-	pending := n.pending
-	n.pending = nil
-	n.mu.Unlock()
-	if len(pending) == 0 {
-		return
-	}
-	var payloads []string
+// notification is the payload telling other replicas which conversations
+// a commit touched: this Repo's instance id, then the ids, one a line.
+func (r *Repo) notification(touched map[string]struct{}) string {
 	var b strings.Builder
-	flush := func() {
-		if b.Len() > len(r.instance) {
-			payloads = append(payloads, b.String())
-		}
-		b.Reset()
-		b.WriteString(r.instance)
-	}
 	b.WriteString(r.instance)
-	for id := range pending {
+	for id := range touched {
 		if b.Len()+1+len(id) > maxPayload {
-			flush()
+			return r.instance + "\n*"
 		}
 		b.WriteByte('\n')
 		b.WriteString(id)
 	}
-	flush()
-	if len(payloads) > maxPayloads {
-		payloads = []string{r.instance + "\n*"}
-	}
-	// Notifications need no durability: synchronous_commit off spares
-	// this transaction the fsync its commit would wait for.
-	batch := &pgx.Batch{}
-	batch.Queue("BEGIN")
-	batch.Queue("SET LOCAL synchronous_commit = off")
-	for _, p := range payloads {
-		batch.Queue(qNotify, channel, p)
-	}
-	batch.Queue("COMMIT")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := r.pool.Acquire(ctx)
-	if err != nil {
-		r.opts.Logger.Warn("postgres: notify other replicas", "err", err)
-		return
-	}
-	defer c.Release()
-	if err := c.SendBatch(ctx, batch).Close(); err != nil {
-		r.opts.Logger.Warn("postgres: notify other replicas", "err", err)
-		if c.Conn().PgConn().TxStatus() != 'I' {
-			c.Conn().Exec(ctx, "ROLLBACK")
-		}
-		return
-	}
-	r.stats.notified.Add(int64(len(payloads)))
-}
-
-func (n *notifier) stop() {
-	if n.quit == nil {
-		return
-	}
-	close(n.quit)
-	<-n.stopped
+	return b.String()
 }
 
 // listener holds a connection of its own that LISTENs for other

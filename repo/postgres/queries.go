@@ -25,13 +25,15 @@ const (
 // Locks. Advisory locks are transaction-scoped: they go at commit or
 // rollback, also when the client dies (the server ends its session).
 const (
-	// The shared write lock: every write transaction holds it, a read
-	// model rebuild holds it exclusively.
-	qLockShared = `SELECT pg_advisory_xact_lock_shared($1)`
-	// The conversations' locks, in the order given (sorted by the
-	// caller, so that two writers never wait on each other in a cycle).
-	qLockConvs = `SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::bigint[]) AS k`
-	qLockOne   = `SELECT pg_advisory_xact_lock($1)`
+	// A write transaction's first statement: its id, then the shared
+	// write lock (every write transaction holds it, a read model rebuild
+	// holds it exclusively), then the conversations' and title lineages'
+	// locks in the order given (sorted by the caller, so that two writers
+	// never wait on each other in a cycle). The select list is evaluated
+	// left to right, the array in its order.
+	qBegin = `SELECT pg_current_xact_id()::text, pg_advisory_xact_lock_shared($1),
+    (SELECT count(pg_advisory_xact_lock(k)) FROM unnest($2::bigint[]) AS k)`
+	qLockOne = `SELECT pg_advisory_xact_lock($1)`
 )
 
 // The log.
@@ -279,7 +281,6 @@ const (
 	// The backend of a connection that broke during a commit: once it
 	// is gone, the commit's outcome is settled.
 	qBackendAlive = `SELECT count(*) FROM pg_stat_activity WHERE pid = $1`
-	qXactID       = `SELECT pg_current_xact_id()::text`
 	qXactStatus   = `SELECT pg_xact_status($1::xid8)`
 	qTerminate    = `SELECT pg_terminate_backend($1)`
 	// The indexes of the schema's tables that are invalid or not ready

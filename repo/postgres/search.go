@@ -25,11 +25,30 @@ const (
 
 // words splits text into lowercased words.
 func words(text string) []string {
-	ws := strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
-	for i, w := range ws {
-		ws[i] = strings.ToLower(w)
+	var out []string
+	buf := make([]byte, 0, len(text))
+	start := 0
+	end := func() {
+		if len(buf) > start {
+			out = append(out, string(buf[start:]))
+		}
+		buf = buf[:0]
+		start = 0
 	}
-	return ws
+	for _, r := range text {
+		switch {
+		case r < utf8.RuneSelf && ('a' <= r && r <= 'z' || '0' <= r && r <= '9'):
+			buf = append(buf, byte(r))
+		case r < utf8.RuneSelf && 'A' <= r && r <= 'Z':
+			buf = append(buf, byte(r+'a'-'A'))
+		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)):
+			buf = utf8.AppendRune(buf, unicode.ToLower(r))
+		default:
+			end()
+		}
+	}
+	end()
+	return out
 }
 
 // searchable reports whether events of type t are indexed for search.

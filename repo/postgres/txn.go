@@ -191,7 +191,10 @@ type txn struct {
 	staged  []*storedEvent
 	queued  []queuedStmt
 	journal []func()
-	touched map[string]struct{}
+	// journaling is set while a request that may be undone (a batch, a
+	// turn) stages: single appends and the bulk path never are.
+	journaling bool
+	touched    map[string]struct{}
 	// titles are the titles of the planned lineages, as committed
 	// (title -> holder); txnTitles and txnTitleOf are those set in this
 	// transaction, both ways: titles are unique, and the read model the
@@ -230,7 +233,7 @@ func (r *Repo) newTxn(conn *pgx.Conn, cache *summaryCache) *txn {
 		r: r, conn: conn, cache: cache,
 		heads: map[string]int64{}, sums: map[string]*repo.Summary{},
 		byKey: map[convKey]*storedEvent{}, byID: map[string]*storedEvent{},
-		fetched: map[convKey]bool{}, turns: map[convKey]*turn{}, chunkRows: map[streamKey][]events.Event{},
+		fetched: map[convKey]bool{}, turns: map[convKey]*turn{},
 		touched: map[string]struct{}{},
 		titles:  map[string][]string{}, txnTitles: map[string]string{}, txnTitleOf: map[string]string{},
 		branches: map[string]branch{}, erased: map[string]bool{}, locked: map[string]bool{},
@@ -245,11 +248,10 @@ func (t *txn) begin(ctx context.Context, p *plan) error {
 	}
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
-	// The transaction's id, taken now: if the connection breaks while
-	// COMMIT is on its way, the server can still say whether it committed.
-	b.Queue(qXactID)
-	b.Queue(qLockShared, t.r.writeLockKey())
-	b.Queue(qLockConvs, t.r.lockKeys(p.convs, p.titles))
+	// The transaction's id, taken first: if the connection breaks while
+	// COMMIT is on its way, the server can still say whether it
+	// committed. Then the locks.
+	b.Queue(qBegin, t.r.writeLockKey(), t.r.lockKeys(p.convs, p.titles))
 	cached := make([]string, len(p.convs))
 	for i, c := range p.convs {
 		if e, ok := t.cache.get(c); ok {
@@ -278,13 +280,8 @@ func (t *txn) begin(ctx context.Context, p *plan) error {
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		if err := br.QueryRow().Scan(&t.xid); err != nil {
+		if err := br.QueryRow().Scan(&t.xid, nil, nil); err != nil {
 			return err
-		}
-		for range 2 {
-			if _, err := br.Exec(); err != nil {
-				return err
-			}
 		}
 		rows, err := br.Query()
 		if err != nil {
@@ -349,6 +346,7 @@ func (t *txn) begin(ctx context.Context, p *plan) error {
 			}
 		}
 		if len(p.titles) > 0 {
+			t.titles = map[string][]string{}
 			rows, err := br.Query()
 			if err != nil {
 				return err
@@ -373,6 +371,9 @@ func (t *txn) begin(ctx context.Context, p *plan) error {
 			chunks, err := collectEvents(rows)
 			if err != nil {
 				return err
+			}
+			if t.chunkRows == nil {
+				t.chunkRows = map[streamKey][]events.Event{}
 			}
 			t.chunkRows[k] = slices.DeleteFunc(chunks, k.other)
 		}
@@ -436,6 +437,9 @@ func (t *txn) chunks(ctx context.Context, k streamKey) ([]events.Event, error) {
 			return nil, err
 		}
 		stored = slices.DeleteFunc(evs, k.other)
+		if t.chunkRows == nil {
+			t.chunkRows = map[streamKey][]events.Event{}
+		}
 		t.chunkRows[k] = stored
 	}
 	out := slices.Clone(stored)
@@ -552,7 +556,7 @@ func (t *txn) query(ctx context.Context, sql string, args ...any) ([]events.Even
 func (t *txn) queue(conv, sql string, args ...any) {
 	n := len(t.queued)
 	t.queued = append(t.queued, queuedStmt{conv: conv, sql: sql, args: args})
-	t.journal = append(t.journal, func() { t.queued = t.queued[:n] })
+	t.record(func() { t.queued = t.queued[:n] })
 }
 
 func (t *txn) rollback() {
@@ -563,8 +567,19 @@ func (t *txn) rollback() {
 	}
 }
 
-// mark returns the journal position to undo staging back to.
-func (t *txn) mark() int { return len(t.journal) }
+// mark starts journaling and returns the journal position to undo
+// staging back to.
+func (t *txn) mark() int {
+	t.journaling = true
+	return len(t.journal)
+}
+
+// record journals how to undo a change, while journaling.
+func (t *txn) record(undo func()) {
+	if t.journaling {
+		t.journal = append(t.journal, undo)
+	}
+}
 
 // undo reverts staging done since mark, newest first.
 func (t *txn) undo(mark int) {
@@ -580,7 +595,7 @@ func (t *txn) undo(mark int) {
 func (t *txn) setTurn(k convKey, tr turn) {
 	old, had := t.turns[k]
 	t.turns[k] = &tr
-	t.journal = append(t.journal, func() {
+	t.record(func() {
 		if had {
 			t.turns[k] = old
 		} else {
@@ -717,27 +732,31 @@ func (t *txn) stage(p *prepared, ev events.Event) {
 	conv := ev.ConversationID
 	se := &storedEvent{ev: ev, fp: p.fp[:], enc: &p.stored, search: p.search}
 	oldHead := t.heads[conv]
+	var k convKey
+	var oldKey *storedEvent
+	if ev.RequestID != "" {
+		k = convKey{conv, ev.RequestID}
+		oldKey = t.byKey[k]
+		t.byKey[k] = se
+	}
+	oldID, hadID := t.byID[ev.ID]
 	t.heads[conv] = ev.Seq
 	t.staged = append(t.staged, se)
-	t.journal = append(t.journal, func() {
-		t.heads[conv] = oldHead
-		t.staged = t.staged[:len(t.staged)-1]
-	})
-	if ev.RequestID != "" {
-		k := convKey{conv, ev.RequestID}
-		old := t.byKey[k]
-		t.byKey[k] = se
-		t.journal = append(t.journal, func() { t.byKey[k] = old })
-	}
-	old, hadID := t.byID[ev.ID]
 	t.byID[ev.ID] = se
-	t.journal = append(t.journal, func() {
-		if hadID {
-			t.byID[ev.ID] = old
-		} else {
-			delete(t.byID, ev.ID)
-		}
-	})
+	if t.journaling {
+		t.journal = append(t.journal, func() {
+			t.heads[conv] = oldHead
+			t.staged = t.staged[:len(t.staged)-1]
+			if ev.RequestID != "" {
+				t.byKey[k] = oldKey
+			}
+			if hadID {
+				t.byID[ev.ID] = oldID
+			} else {
+				delete(t.byID, ev.ID)
+			}
+		})
+	}
 	if ev.Type == events.TypeAssistantMessage && strings.HasPrefix(ev.RequestID, "assistant:") {
 		k := convKey{conv, strings.TrimPrefix(ev.RequestID, "assistant:")}
 		t.queue(k.conv, qTurnComplete, k.conv, k.key)
@@ -833,6 +852,18 @@ func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
 	if inserts && t.queueStreams(b) {
 		reads = append(reads, exec)
 	}
+	for _, st := range t.staged {
+		t.touched[st.ev.ConversationID] = struct{}{}
+	}
+	for conv := range t.erased {
+		t.touched[conv] = struct{}{}
+	}
+	notify := t.r.channel != "" && len(t.touched) > 0
+	if notify {
+		// Delivered to other replicas at commit, and only then.
+		b.Queue(qNotify, t.r.channel, t.r.notification(t.touched))
+		reads = append(reads, exec)
+	}
 	b.Queue("COMMIT")
 	reads = append(reads, exec)
 	pid := t.conn.PgConn().PID()
@@ -865,15 +896,11 @@ func (t *txn) commit(ctx context.Context) (map[string]int64, error) {
 		return nil, err
 	}
 	t.cacheSummaries(written)
-	for _, s := range t.staged {
-		t.touched[s.ev.ConversationID] = struct{}{}
-	}
-	for conv := range t.erased {
-		t.touched[conv] = struct{}{}
+	if notify {
+		t.r.stats.notified.Add(1)
 	}
 	if len(t.touched) > 0 {
 		t.r.notify.wake(t.touched)
-		t.r.publish(t.touched)
 	}
 	return pos, nil
 }

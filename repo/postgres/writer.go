@@ -428,12 +428,15 @@ func (t *txn) apply(ctx context.Context, req *request) error {
 		if err != nil {
 			t.undo(mark)
 			req.err = err
-			return nil
+		} else {
+			req.items = results
 		}
-		req.items = results
+		t.journaling = false
 	case modeFunc:
 		mark := t.mark()
-		if err := req.fn(t); err != nil {
+		err := req.fn(t)
+		t.journaling = false
+		if err != nil {
 			var fe *fnError
 			if !errors.As(err, &fe) {
 				return err
