@@ -89,6 +89,11 @@ func searchVector(text string) string {
 // letters and digits only, but the quoting does not rely on it.
 func quoteLexeme(b *strings.Builder, w string) {
 	b.WriteByte('\'')
+	if !strings.ContainsAny(w, `'\`) {
+		b.WriteString(w)
+		b.WriteByte('\'')
+		return
+	}
 	for _, r := range w {
 		if r == '\'' || r == '\\' {
 			b.WriteByte('\\')

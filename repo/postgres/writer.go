@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -348,7 +349,8 @@ func (w *writer) try(live []*request) error {
 		}
 	}
 	t := r.newTxn(w.conn.Conn(), &w.cache)
-	if len(plan.convs) == 0 { // every event failed its preparation
+	if len(plan.convs) == 0 && !slices.ContainsFunc(live, func(req *request) bool { return req.mode == modeFunc }) {
+		// Every event failed its preparation: nothing to write.
 		for _, req := range live {
 			t.apply(ctx, req)
 		}
