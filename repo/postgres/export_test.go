@@ -5,3 +5,6 @@ var SearchWords = searchWords
 
 // Words exposes words to the external tests.
 var Words = words
+
+// SearchVector exposes searchVector to the external tests.
+var SearchVector = searchVector

@@ -507,7 +507,11 @@ func (r *Repo) UserUsage(ctx context.Context, user string) (events.Usage, error)
 	var total events.Usage
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
 		total = events.Usage{}
-		rows, err := c.Query(ctx, qUserSummaries, noNUL(user))
+		query, args := qUserSummaries, []any{noNUL(user)}
+		if user == "" {
+			query, args = qNoUserSummaries, nil
+		}
+		rows, err := c.Query(ctx, query, args...)
 		if err != nil {
 			return err
 		}

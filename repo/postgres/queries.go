@@ -173,12 +173,19 @@ RETURNING conversation_id, xmin::text`
 	qProjectionsInit = `UPDATE projections SET version = $1, pos = $2 WHERE name = $3`
 	qMaxPos          = `SELECT coalesce(max(pos), 0) FROM events`
 
-	// Listing pages by (last_active_at, conversation_id), newest first.
-	// Every filter is bound; an empty one matches all.
+	// Listing pages by (last_active_at, conversation_id), newest first,
+	// through conversations_recent; a user's, through
+	// conversations_user_recent (whose predicate the query repeats, so a
+	// generic plan can use it). Every other filter is bound; an empty one
+	// matches all.
 	qList = `SELECT summary, last_active_at, conversation_id FROM conversations
-WHERE ($1 = '' OR user_id = $1) AND ($2 = '' OR source = $2)
+WHERE ($1 = '' OR source = $1)
+  AND (NOT $2 OR last_active_at < $3 OR (last_active_at = $3 AND conversation_id < $4))
+ORDER BY last_active_at DESC, conversation_id DESC LIMIT $5`
+	qListUser = `SELECT summary, last_active_at, conversation_id FROM conversations
+WHERE user_id = $1 AND user_id <> '' AND ($2 = '' OR source = $2)
   AND (NOT $3 OR last_active_at < $4 OR (last_active_at = $4 AND conversation_id < $5))
-ORDER BY last_active_at DESC, conversation_id DESC LIMIT $6`
+ORDER BY user_id, last_active_at DESC, conversation_id DESC LIMIT $6`
 
 	// Newest first. The snippet is cut from the few hits returned only.
 	// The conversation filters are subqueries, run only when set.
@@ -272,7 +279,9 @@ WHERE conversation_id = $1 AND type = 'title_set' ORDER BY seq DESC LIMIT 1`
 	qIDPrefix = `SELECT conversation_id FROM conversations
 WHERE conversation_id >= $1 AND conversation_id < $2 AND starts_with(conversation_id, $1)
 ORDER BY conversation_id LIMIT 5`
-	qUserSummaries = `SELECT summary FROM conversations WHERE user_id = $1`
+	qUserSummaries = `SELECT summary FROM conversations WHERE user_id = $1 AND user_id <> ''`
+	// The conversations without a user (UserUsage of ""), by a scan.
+	qNoUserSummaries = `SELECT summary FROM conversations WHERE user_id = ''`
 )
 
 // Operations.

@@ -127,7 +127,13 @@ func (r *Repo) ListConversations(ctx context.Context, q repo.ListQuery) (repo.Li
 	var page repo.ListPage
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
 		page = repo.ListPage{Conversations: []repo.Summary{}}
-		rows, err := c.Query(ctx, qList, noNUL(q.User), noNUL(q.Source), hasCursor, curTime, noNUL(curID), int64(limit+1))
+		var rows pgx.Rows
+		var err error
+		if q.User == "" {
+			rows, err = c.Query(ctx, qList, noNUL(q.Source), hasCursor, curTime, noNUL(curID), int64(limit+1))
+		} else {
+			rows, err = c.Query(ctx, qListUser, noNUL(q.User), noNUL(q.Source), hasCursor, curTime, noNUL(curID), int64(limit+1))
+		}
 		if err != nil {
 			return err
 		}

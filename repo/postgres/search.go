@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"slices"
 	"strings"
 	"unicode"
@@ -61,17 +62,46 @@ func searchable(t events.Type) bool {
 }
 
 // searchVector returns the tsvector literal of text's distinct words
-// ('a' 'b' ...), or "" when it has none.
+// ('a' 'b' ...), or "" when it has none. It splits as words does, into
+// one buffer, and sorts spans of it: a message's words cost no string
+// each.
 func searchVector(text string) string {
-	ws := words(text)
-	if len(ws) == 0 {
+	buf := make([]byte, 0, len(text))
+	type span struct{ start, end int }
+	var spans []span
+	start := 0
+	end := func() {
+		if len(buf) > start {
+			spans = append(spans, span{start, len(buf)})
+		}
+		start = len(buf)
+	}
+	for _, r := range text {
+		switch {
+		case r < utf8.RuneSelf && ('a' <= r && r <= 'z' || '0' <= r && r <= '9'):
+			buf = append(buf, byte(r))
+		case r < utf8.RuneSelf && 'A' <= r && r <= 'Z':
+			buf = append(buf, byte(r+'a'-'A'))
+		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)):
+			buf = utf8.AppendRune(buf, unicode.ToLower(r))
+		default:
+			end()
+		}
+	}
+	end()
+	if len(spans) == 0 {
 		return ""
 	}
-	slices.Sort(ws)
-	ws = slices.Compact(ws)
+	word := func(s span) []byte { return buf[s.start:s.end] }
+	slices.SortFunc(spans, func(a, b span) int { return bytes.Compare(word(a), word(b)) })
 	var b strings.Builder
-	for _, w := range ws {
-		if len(w) > maxLexemeBytes || !utf8.ValidString(w) {
+	b.Grow(len(buf) + 3*len(spans))
+	for i, sp := range spans {
+		w := word(sp)
+		if i > 0 && bytes.Equal(w, word(spans[i-1])) {
+			continue
+		}
+		if len(w) > maxLexemeBytes {
 			continue
 		}
 		if b.Len()+len(w)+3 > maxVectorBytes {
@@ -80,7 +110,7 @@ func searchVector(text string) string {
 		if b.Len() > 0 {
 			b.WriteByte(' ')
 		}
-		quoteLexeme(&b, w)
+		quoteLexeme(&b, string(w))
 	}
 	return b.String()
 }

@@ -37,3 +37,20 @@ func FuzzWords(f *testing.F) {
 		}
 	})
 }
+
+// TestSearchVector: a message's vector is its distinct words, sorted as
+// the server sorts lexemes (bytewise), each quoted once.
+func TestSearchVector(t *testing.T) {
+	for text, want := range map[string]string{
+		"":                         "",
+		"!!!":                      "",
+		"The cat saw the CAT":      "'cat' 'saw' 'the'",
+		"b a B A":                  "'a' 'b'",
+		"café Zürich 東京 2024":      "'2024' 'café' 'zürich' '東京'",
+		"nul\x00separated\x00text": "'nul' 'separated' 'text'",
+	} {
+		if got := postgres.SearchVector(text); got != want {
+			t.Errorf("searchVector(%q) = %q, want %q", text, got, want)
+		}
+	}
+}

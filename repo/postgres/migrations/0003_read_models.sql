@@ -14,7 +14,10 @@ CREATE TABLE conversations (
 );
 
 CREATE INDEX conversations_recent ON conversations (last_active_at DESC, conversation_id DESC);
-CREATE INDEX conversations_user_recent ON conversations (user_id, last_active_at DESC, conversation_id DESC);
+-- Only conversations with a user: the others are listed through
+-- conversations_recent, and writing their read model costs one index less.
+CREATE INDEX conversations_user_recent ON conversations (user_id, last_active_at DESC, conversation_id DESC)
+    WHERE user_id <> '';
 
 -- Full-text search over message text. search holds the distinct words
 -- of a message's text (user, assistant and tool messages), lowercased,
