@@ -88,11 +88,15 @@ func (r *Repo) AppendEach(ctx context.Context, evs []events.Event, opts repo.App
 	if _, ok := opts.Expected.Seq(); ok {
 		return fail(&events.FieldError{Field: "expected_seq", Reason: "AppendEach takes no expected seq; use AppendBatch"})
 	}
-	// Chunks are queued as soon as they are prepared: the writer takes
-	// requests in order, so seqs follow the input while the next chunk's
-	// encoding overlaps the previous chunk's write.
+	// Chunks are queued as soon as they are prepared, all to one writer:
+	// it takes requests in order, so seqs follow the input while the
+	// next chunk's encoding overlaps the previous chunk's write.
 	ps := make([]prepared, len(evs))
 	var queued []*request
+	var w *writer
+	if len(evs) > 0 {
+		w = r.writerFor(evs[0].ConversationID)
+	}
 	for start := 0; start < len(ps); start += eachChunk {
 		end := min(start+eachChunk, len(ps))
 		for i := start; i < end; i++ {
@@ -100,7 +104,7 @@ func (r *Repo) AppendEach(ctx context.Context, evs []events.Event, opts repo.App
 			items[i].Err = ps[i].err
 		}
 		req := &request{ctx: ctx, mode: modeEach, opts: opts, evs: ps[start:end], items: items[start:end]}
-		if err := r.enqueue(req); err != nil {
+		if err := r.enqueueTo(w, req); err != nil {
 			for i := start; i < len(items); i++ {
 				if items[i].Err == nil {
 					items[i] = repo.Item{Err: err}

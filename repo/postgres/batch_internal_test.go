@@ -41,7 +41,7 @@ func openInternal(t *testing.T) *Repo {
 // when they are queued at the same moment.
 func commitTogether(t *testing.T, r *Repo, reqs ...*request) {
 	t.Helper()
-	w := &writer{repo: r}
+	w := &writer{repo: r, queue: make(chan *request), done: make(chan struct{})}
 	defer func() {
 		if w.conn != nil {
 			w.conn.Release()

@@ -33,12 +33,20 @@ type Options struct {
 	// when it names one schema, else the server's current schema
 	// (usually public).
 	Schema string
-	// MaxConns caps the pool's connections: one is the writer's, the
-	// others serve reads and turns. The listener for other replicas'
-	// commits has a connection of its own. Default 8.
+	// MaxConns caps the pool's connections: one for each writer, the
+	// others serve reads. The listener for other replicas' commits has a
+	// connection of its own. Default 8 (at least Writers + 2).
 	MaxConns int
 	// MaxBatch caps how many events one group commit writes. Default 1024.
 	MaxBatch int
+	// Writers is how many writers group-commit in parallel, each on a
+	// connection of its own, each taking the conversations of its share
+	// of a hash (a request spanning several conversations goes to the
+	// first one's writer and locks the others). A second writer overlaps
+	// one commit's round trips and fsync with the next, and lets two
+	// replicas writing the same conversations commit two shares at once
+	// instead of taking turns. Default 2.
+	Writers int
 	// PollInterval is how often Follow reads the log when no notification
 	// came: the fallback when a notification from another replica is
 	// lost (its process died between commit and NOTIFY, or the listener
@@ -70,6 +78,9 @@ func (o *Options) withDefaults() Options {
 	if v.MaxBatch <= 0 {
 		v.MaxBatch = 1024
 	}
+	if v.Writers <= 0 {
+		v.Writers = 2
+	}
 	if v.PollInterval <= 0 {
 		v.PollInterval = time.Second
 	}
@@ -91,14 +102,14 @@ type Repo struct {
 	// instance tells this Repo's notifications from other replicas'.
 	instance string
 
-	// closeMu guards closed, the send side of queue and ops: callers
-	// hold it shared while they register, Close exclusively.
+	// closeMu guards closed, the send side of the writers' queues and
+	// ops: callers hold it shared while they register, Close
+	// exclusively.
 	closeMu sync.RWMutex
 	closed  bool
 	closing chan struct{} // closed by Close, ends waiting follows
 	ops     sync.WaitGroup
-	queue   chan *request
-	done    chan struct{} // closed when the writer goroutine has exited
+	writers []*writer
 
 	notify   notifier
 	listener *listener
@@ -150,7 +161,7 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Repo, error) {
 		// Operators find the store's sessions in pg_stat_activity.
 		cfg.ConnConfig.RuntimeParams["application_name"] = "chatlog"
 	}
-	cfg.MaxConns = int32(o.MaxConns)
+	cfg.MaxConns = int32(max(o.MaxConns, o.Writers+2))
 	cfg.MinConns = 1
 	listenCfg := cfg.ConnConfig.Copy()
 
@@ -171,10 +182,11 @@ func Open(ctx context.Context, dsn string, opts *Options) (*Repo, error) {
 			return nil, err
 		}
 	}
-	r.queue = make(chan *request, 4*o.MaxBatch)
-	r.done = make(chan struct{})
-	w := &writer{repo: r}
-	go w.run()
+	for range o.Writers {
+		w := &writer{repo: r, queue: make(chan *request, 4*o.MaxBatch), done: make(chan struct{})}
+		r.writers = append(r.writers, w)
+		go w.run()
+	}
 	if err := r.catchUp(ctx); err != nil {
 		r.Close()
 		return nil, err
@@ -200,9 +212,13 @@ func (r *Repo) Close() error {
 	}
 	r.closed = true
 	close(r.closing)
-	close(r.queue)
+	for _, w := range r.writers {
+		close(w.queue)
+	}
 	r.closeMu.Unlock()
-	<-r.done
+	for _, w := range r.writers {
+		<-w.done
+	}
 	r.ops.Wait()
 	if r.listener != nil {
 		r.listener.stop()

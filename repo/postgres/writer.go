@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"time"
@@ -165,17 +166,44 @@ func (r *Repo) submit(req *request) error {
 	return nil
 }
 
-// enqueue queues req for the writer; req.done is closed once it is
-// settled. The writer takes requests in the order they were queued.
+// enqueue queues req for the writer of its conversation; req.done is
+// closed once it is settled. A writer takes requests in the order they
+// were queued.
 func (r *Repo) enqueue(req *request) error {
+	return r.enqueueTo(r.writerOf(req), req)
+}
+
+func (r *Repo) enqueueTo(w *writer, req *request) error {
 	req.done = make(chan struct{})
 	r.closeMu.RLock()
 	defer r.closeMu.RUnlock()
 	if r.closed {
 		return repo.ErrClosed
 	}
-	r.queue <- req
+	w.queue <- req
 	return nil
+}
+
+// writerOf returns the writer that takes req: the one of its first
+// conversation.
+func (r *Repo) writerOf(req *request) *writer {
+	var conv string
+	switch {
+	case req.plan != nil && len(req.plan.convs) > 0:
+		conv = req.plan.convs[0]
+	case len(req.evs) > 0:
+		conv = req.evs[0].ev.ConversationID
+	}
+	return r.writerFor(conv)
+}
+
+func (r *Repo) writerFor(conv string) *writer {
+	if len(r.writers) == 1 {
+		return r.writers[0]
+	}
+	h := fnv.New32a()
+	h.Write([]byte(conv))
+	return r.writers[h.Sum32()%uint32(len(r.writers))]
 }
 
 func (req *request) fail(err error) {
@@ -210,6 +238,8 @@ func (req *request) reset() {
 // conversations' locks order them.
 type writer struct {
 	repo  *Repo
+	queue chan *request
+	done  chan struct{} // closed when the writer goroutine has exited
 	conn  *pgxpool.Conn
 	cache summaryCache
 }
@@ -219,20 +249,20 @@ type writer struct {
 const maxAttempts = 8
 
 func (w *writer) run() {
-	defer close(w.repo.done)
+	defer close(w.done)
 	defer func() {
 		if w.conn != nil {
 			w.conn.Release()
 		}
 	}()
 	batch := make([]*request, 0, 64)
-	for req := range w.repo.queue {
+	for req := range w.queue {
 		batch = append(batch[:0], req)
 		n := len(req.evs)
 	drain:
 		for n < w.repo.opts.MaxBatch {
 			select {
-			case more, ok := <-w.repo.queue:
+			case more, ok := <-w.queue:
 				if !ok {
 					break drain
 				}
