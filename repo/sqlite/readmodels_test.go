@@ -226,7 +226,7 @@ func TestReadModels_RebuildVerify(t *testing.T) {
 }
 
 // openRaw opens the database file directly, to damage it behind the
-// store's back.
+// store's back, with the extensions and functions the schema uses.
 func openRaw(t *testing.T, path string) *sqlite3.Conn {
 	t.Helper()
 	c, err := sqlite3.Open(path)
@@ -237,6 +237,9 @@ func openRaw(t *testing.T, path string) *sqlite3.Conn {
 		t.Fatal(err)
 	}
 	if err := fts5.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlite.RegisterFunctions(c); err != nil {
 		t.Fatal(err)
 	}
 	return c

@@ -242,6 +242,10 @@ func (r *Repo) openConn(ctx context.Context, writer bool) (*conn, error) {
 		c.close()
 		return nil, fmt.Errorf("sqlite: register fts5: %w", err)
 	}
+	if err := RegisterFunctions(db); err != nil {
+		c.close()
+		return nil, fmt.Errorf("sqlite: register functions: %w", err)
+	}
 	// Per-connection settings, set on every connection it opens.
 	pragmas := []string{`PRAGMA foreign_keys = ON`, `PRAGMA temp_store = MEMORY`}
 	if writer {

@@ -43,6 +43,10 @@ type prepared struct {
 	stored   events.Stored
 	fp       dedupe.Fingerprint
 	err      error // preparation failed; the event is not written
+
+	// text and parts are the content and parts_text compressed (see
+	// pack), nil when stored plain; stored.Body is packed in place.
+	text, parts []byte
 }
 
 // prepare validates and completes an event for appending.
@@ -92,7 +96,25 @@ func (r *Repo) prepare(e events.Event, keepSeq bool) prepared {
 	if p.fp, err = dedupe.OfEncoded(&p.ev, p.stored.ExtraJSON); err != nil {
 		p.err = fmt.Errorf("fingerprint: %w", err)
 	}
+	// After the fingerprint, which hashes the event, not its stored bytes;
+	// here, so callers' goroutines compress in parallel, not the writer.
+	p.pack()
 	return p
+}
+
+// pack compresses the payload columns above CompressThreshold.
+func (p *prepared) pack() {
+	if p.stored.TextSet && len(p.stored.Text) > CompressThreshold {
+		if b, ok := pack([]byte(p.stored.Text)); ok {
+			p.text = b
+		}
+	}
+	if len(p.stored.PartsText) > CompressThreshold {
+		if b, ok := pack([]byte(p.stored.PartsText)); ok {
+			p.parts = b
+		}
+	}
+	p.stored.Body, _ = pack(p.stored.Body)
 }
 
 // submit queues req for the writer and waits for its outcome. Once queued,
@@ -600,9 +622,12 @@ func (w *writer) insert(p *prepared, seq int64) (pos int64, inserted bool, err e
 	s.BindInt64(6, int64(p.ev.SchemaVersion))
 	s.BindInt64(7, p.ev.CreatedAt.UnixNano())
 	s.BindText(8, string(p.ev.Role))
-	if p.stored.TextSet {
+	switch {
+	case p.text != nil:
+		s.BindBlob(9, p.text)
+	case p.stored.TextSet:
 		s.BindText(9, p.stored.Text)
-	} else {
+	default:
 		s.BindNull(9)
 	}
 	if p.stored.Body != nil {
@@ -612,9 +637,12 @@ func (w *writer) insert(p *prepared, seq int64) (pos int64, inserted bool, err e
 	}
 	s.BindRawText(11, p.stored.Extra)
 	s.BindBlob(12, p.fp[:])
-	if p.stored.PartsText != "" {
+	switch {
+	case p.parts != nil:
+		s.BindBlob(13, p.parts)
+	case p.stored.PartsText != "":
 		s.BindText(13, p.stored.PartsText)
-	} else {
+	default:
 		s.BindNull(13)
 	}
 	if err := s.Exec(); err != nil {
