@@ -36,6 +36,12 @@
 //   - schema_migrations: the numbered migrations (migrations/*.sql,
 //     embedded) applied, each in its own transaction at Open.
 //
+// With Options.TablePrefix every table, index and view (the search
+// index's content view too) carries the prefix, schema_migrations
+// included: stores under different prefixes share a file and nothing
+// else, each migrated on its own. The SQL writes each name as {p}name;
+// the validated prefix is spliced in when a statement is first prepared.
+//
 // # Compression
 //
 // A payload column value above CompressThreshold (512 bytes) is stored

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -61,6 +62,42 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives operational messages. Default slog.Default().
 	Logger *slog.Logger
+	// TablePrefix is put before the name of every table, index and view
+	// the store creates (its migrations table too), so several
+	// applications, or several stores of one, can share a database file:
+	// each sees only its own events, read models and search. It must
+	// match ^[A-Za-z_][A-Za-z0-9_]{0,31}$ and not start with "sqlite_";
+	// include a separator ("app1_" makes app1_events). SQLite names are
+	// case-insensitive: "App_" and "app_" name the same tables.
+	// Default "": no prefix.
+	TablePrefix string
+}
+
+// ErrInvalidOption is returned by Open for an Options field it cannot
+// use; the message names the field.
+var ErrInvalidOption = errors.New("sqlite: invalid option")
+
+var tablePrefixRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,31}$`)
+
+// checkTablePrefix refuses any prefix but a plain identifier: it is the
+// one thing spliced into SQL (see render).
+func checkTablePrefix(p string) error {
+	if p == "" {
+		return nil
+	}
+	if !tablePrefixRE.MatchString(p) {
+		return fmt.Errorf("%w: TablePrefix %q must match %s", ErrInvalidOption, p, tablePrefixRE)
+	}
+	if strings.HasPrefix(strings.ToLower(p), "sqlite_") {
+		return fmt.Errorf("%w: TablePrefix %q: names starting with sqlite_ are reserved by SQLite", ErrInvalidOption, p)
+	}
+	return nil
+}
+
+// render fills in the table prefix of a query or migration written with
+// {p} before each table, index and view name.
+func render(sql, prefix string) string {
+	return strings.ReplaceAll(sql, "{p}", prefix)
 }
 
 func (o *Options) withDefaults() Options {
@@ -135,6 +172,9 @@ func Open(ctx context.Context, path string, opts *Options) (*Repo, error) {
 	case SyncFull, SyncNormal:
 	default:
 		return nil, fmt.Errorf("sqlite: unknown sync level %q (want FULL or NORMAL)", o.Sync)
+	}
+	if err := checkTablePrefix(o.TablePrefix); err != nil {
+		return nil, err
 	}
 	r := &Repo{opts: o}
 	if path == ":memory:" {
@@ -223,7 +263,9 @@ func (r *Repo) closeReaders() error {
 // used by one goroutine at a time.
 type conn struct {
 	db    *sqlite3.Conn
-	stmts map[string]*sqlite3.Stmt
+	stmts map[string]*sqlite3.Stmt // by query as written, before render
+	// prefix is Options.TablePrefix, rendered into every statement.
+	prefix string
 }
 
 func (r *Repo) openConn(ctx context.Context, writer bool) (*conn, error) {
@@ -231,7 +273,7 @@ func (r *Repo) openConn(ctx context.Context, writer bool) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", r.dsn, err)
 	}
-	c := &conn{db: db, stmts: make(map[string]*sqlite3.Stmt)}
+	c := &conn{db: db, stmts: make(map[string]*sqlite3.Stmt), prefix: r.opts.TablePrefix}
 	if err := db.BusyTimeout(r.opts.BusyTimeout); err != nil {
 		c.close()
 		return nil, fmt.Errorf("sqlite: set busy timeout: %w", err)
@@ -276,7 +318,7 @@ func (c *conn) stmt(query string) (*sqlite3.Stmt, error) {
 	if s, ok := c.stmts[query]; ok {
 		return s, nil
 	}
-	s, _, err := c.db.Prepare(query)
+	s, _, err := c.db.Prepare(render(query, c.prefix))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
 	}
@@ -322,7 +364,7 @@ func (r *Repo) read(ctx context.Context, f func(c *conn) error) error {
 // migrate applies the embedded migrations not yet recorded, each in its own
 // IMMEDIATE transaction, so processes opening one file at once agree.
 func migrate(ctx context.Context, c *conn) error {
-	if err := c.db.Exec(qMigrationsTable); err != nil {
+	if err := c.db.Exec(render(qMigrationsTable, c.prefix)); err != nil {
 		return fmt.Errorf("sqlite: create migrations table: %w", err)
 	}
 	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
@@ -356,7 +398,7 @@ func applyMigration(ctx context.Context, c *conn, version int, name, body string
 		return err
 	}
 	defer tx.End(&err)
-	s, _, err := c.db.Prepare(qMigrationVersion)
+	s, _, err := c.db.Prepare(render(qMigrationVersion, c.prefix))
 	if err != nil {
 		return err
 	}
@@ -370,10 +412,10 @@ func applyMigration(ctx context.Context, c *conn, version int, name, body string
 	if err := s.Reset(); err != nil {
 		return err
 	}
-	if err := c.db.Exec(body); err != nil {
+	if err := c.db.Exec(render(body, c.prefix)); err != nil {
 		return err
 	}
-	ins, _, err := c.db.Prepare(qMigrationRecord)
+	ins, _, err := c.db.Prepare(render(qMigrationRecord, c.prefix))
 	if err != nil {
 		return err
 	}

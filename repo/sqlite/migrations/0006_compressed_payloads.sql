@@ -7,11 +7,11 @@
 -- written before compression hold TEXT and pass through unchanged, so
 -- the index built from them stays valid. chatlog_inflate is registered
 -- on every connection (sqlite.RegisterFunctions).
-DROP VIEW searchable_messages;
+DROP VIEW {p}searchable_messages;
 
-CREATE VIEW searchable_messages AS
+CREATE VIEW {p}searchable_messages AS
     SELECT pos, conversation_id, seq, role,
            coalesce(chatlog_inflate(content), chatlog_inflate(parts_text)) AS content
-    FROM events
+    FROM {p}events
     WHERE type IN ('user_message', 'assistant_message', 'tool_result')
       AND (content IS NOT NULL OR parts_text IS NOT NULL);
