@@ -35,8 +35,8 @@ type Main struct {
 	Stdout io.Writer
 	// Stderr receives errors, one line each, and progress on a terminal.
 	Stderr io.Writer
-	// Getenv looks up environment variables ($CHATLOG_DB); nil means
-	// os.Getenv.
+	// Getenv looks up environment variables ($CHATLOG_DB,
+	// $CHATLOG_TABLE_PREFIX); nil means os.Getenv.
 	Getenv func(string) string
 }
 
@@ -103,13 +103,17 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string // Main.Getenv, or os.Getenv
 	dbPath         string
+	tablePrefix    string // --table-prefix: sqlite.Options.TablePrefix
 	r              *sqlite.Repo
 }
 
 // repo opens the database on first use.
 func (e *env) repo(ctx context.Context) (repo.Repo, error) {
 	if e.r == nil {
-		r, err := sqlite.Open(ctx, e.dbPath, nil)
+		r, err := sqlite.Open(ctx, e.dbPath, &sqlite.Options{TablePrefix: e.tablePrefix})
+		if errors.Is(err, sqlite.ErrInvalidOption) {
+			return nil, usageErr("--table-prefix (or $CHATLOG_TABLE_PREFIX): %w", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open database %s: %w", e.dbPath, err)
 		}
@@ -147,6 +151,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	global := flag.NewFlagSet("chatlog", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
 	dbPath := global.String("db", dbDefault, "")
+	tablePrefix := global.String("table-prefix", getenv("CHATLOG_TABLE_PREFIX"), "")
 	if err := global.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			m.usage(m.Stdout)
@@ -183,7 +188,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return m.fail(prog, usageErr("%s (run '%s --help')", flagError(err), prog))
 	}
 
-	e := &env{stdin: m.Stdin, stdout: m.Stdout, stderr: m.Stderr, getenv: getenv, dbPath: *dbPath}
+	e := &env{stdin: m.Stdin, stdout: m.Stdout, stderr: m.Stderr, getenv: getenv, dbPath: *dbPath, tablePrefix: *tablePrefix}
 	var err error
 	if args := fs.Args(); len(args) > 0 && !cmd.positional {
 		err = usageErr("unexpected argument %q", args[0])
@@ -261,7 +266,7 @@ func (m *Main) usage(w io.Writer) {
 	b.WriteString(`chatlog: an event-sourced chat log with exactly-once ingestion.
 
 Usage:
-  chatlog [--db PATH] COMMAND [flags] [args]
+  chatlog [--db PATH] [--table-prefix P] COMMAND [flags] [args]
 
 Commands:
 `)
@@ -274,7 +279,10 @@ Commands:
 	}
 	fmt.Fprintf(&b, `
 Global flags (before the command):
-  --db PATH  the database file (default %s, or $CHATLOG_DB); ":memory:" for a throw-away run
+  --db PATH          the database file (default %s, or $CHATLOG_DB); ":memory:" for a throw-away run
+  --table-prefix P   put P before the store's table names (default none, or $CHATLOG_TABLE_PREFIX),
+                     so several applications share one file, each seeing only its own data;
+                     letters, digits and _ (not first a digit), at most 32, e.g. app1_
 
 Exit codes: 0 success, 1 runtime error or rejected input, 2 usage error,
 3 conflict (a key reused with another payload, a seq mismatch, a stale attempt),

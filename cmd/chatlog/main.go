@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	chatlog [--db PATH] COMMAND [flags] [args]
+//	chatlog [--db PATH] [--table-prefix P] COMMAND [flags] [args]
 //
 // Run "chatlog --help" for the commands and "chatlog COMMAND --help" for a
 // command's flags and an example. The contract (names, flags, output
