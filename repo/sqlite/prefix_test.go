@@ -101,6 +101,9 @@ func TestTablePrefix_Isolation(t *testing.T) {
 		if want := i + 1 + 2; n != want { // its messages, the turn's user message and chunk
 			t.Errorf("store %q: All reads %d events, want %d", p, n, want)
 		}
+		if st, err := r.StorageStats(ctx); err != nil || st.Events != int64(n) || st.Conversations != 2 {
+			t.Errorf("store %q: stats count %d events in %d conversations (%v), want %d in 2", p, st.Events, st.Conversations, err, n)
+		}
 		if s, err := r.Summary(ctx, "c"); err != nil || s.Messages != int64(i+1) {
 			t.Errorf("store %q: summary of c: %d messages (%v), want %d", p, s.Messages, err, i+1)
 		}

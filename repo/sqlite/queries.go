@@ -166,3 +166,18 @@ ORDER BY seq DESC LIMIT 1`
 WHERE conversation_id = ? AND type = 'conversation_cleared' AND seq <= ?
 ORDER BY seq DESC LIMIT 1`
 )
+
+// Storage statistics: one scan of the log, grouped by type. The payload
+// columns' bytes as stored (octet_length) and uncompressed
+// (chatlog_raw_length reads a compressed value's header), and how many
+// values are compressed: a BLOB in content or parts_text, a body that
+// starts with the marker.
+const (
+	qStatsByType = `SELECT type, count(*),
+    coalesce(sum(octet_length(content)), 0) + coalesce(sum(octet_length(body)), 0) + coalesce(sum(octet_length(parts_text)), 0),
+    coalesce(sum(chatlog_raw_length(content)), 0) + coalesce(sum(chatlog_raw_length(body)), 0) + coalesce(sum(chatlog_raw_length(parts_text)), 0),
+    coalesce(sum(typeof(content) = 'blob'), 0) + coalesce(sum(substr(body, 1, 1) = x'00'), 0) + coalesce(sum(typeof(parts_text) = 'blob'), 0)
+FROM {p}events GROUP BY type ORDER BY type`
+	// Read from the (conversation_id, seq) index alone.
+	qStatsConversations = `SELECT count(DISTINCT conversation_id) FROM {p}events`
+)

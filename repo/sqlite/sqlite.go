@@ -141,6 +141,8 @@ type Repo struct {
 	opts   Options
 	dsn    string
 	memory bool // a process-private in-memory database (memdb)
+	// path is the database file, "" for memory.
+	path string
 
 	// closeMu guards closed and the send side of queue: appenders hold it
 	// shared while enqueueing, Close holds it exclusively to stop them.
@@ -183,6 +185,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Repo, error) {
 		r.memory = true
 		r.dsn = (&url.URL{Scheme: "file", Path: "/" + name, RawQuery: "vfs=memdb"}).String()
 	} else {
+		r.path = path
 		r.dsn = (&url.URL{Scheme: "file", Path: path}).String()
 		if !strings.HasPrefix(path, "/") {
 			// url.URL would make "a.db" an opaque URI; keep it relative.
