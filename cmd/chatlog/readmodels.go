@@ -5,15 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"math"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/chatlog/chatlog/events"
 	"github.com/chatlog/chatlog/repo"
-	"github.com/chatlog/chatlog/repo/sqlite"
 )
 
 var showCommand = &command{
@@ -217,82 +214,23 @@ var verifyCommand = &command{
 	},
 }
 
-// statsResult is what stats prints.
-type statsResult struct {
-	Events        int64            `json:"events"`
-	Conversations int64            `json:"conversations"`
-	ByType        map[string]int64 `json:"by_type"`
-	// DBBytes and WALBytes are the sizes of the database file and its
-	// write-ahead log; absent for ":memory:".
-	DBBytes  *int64 `json:"db_bytes,omitempty"`
-	WALBytes *int64 `json:"wal_bytes,omitempty"`
-	// GroupCommit are the writer's totals since this process opened the
-	// database.
-	GroupCommit sqlite.Stats `json:"group_commit"`
-}
-
 var statsCommand = &command{
 	name:    "stats",
 	args:    "",
-	summary: "print counts (events, conversations, events per type), file sizes and this process's group-commit totals as one JSON document",
+	summary: "print counts (events, conversations, events per type), payload bytes stored and uncompressed, file sizes and this process's group-commit totals as one JSON document",
 	example: "chatlog --db chat.db stats",
 	setup: func(fs *flag.FlagSet) runFunc {
 		return func(ctx context.Context, env *env, args []string) error {
-			r, err := env.repo(ctx)
+			if _, err := env.repo(ctx); err != nil {
+				return err
+			}
+			st, err := env.r.StorageStats(ctx)
 			if err != nil {
 				return err
 			}
-			res := statsResult{ByType: map[string]int64{}}
-			convs := map[string]struct{}{}
-			_, err = withEventProgress(env, "counting", func(progress func(int64)) error {
-				// One pass over the log: there is no per-type count in
-				// the store's interface.
-				for e, err := range r.All(ctx, 0) {
-					if err != nil {
-						return err
-					}
-					res.Events++
-					res.ByType[string(e.Type)]++
-					convs[e.ConversationID] = struct{}{}
-					if res.Events%10000 == 0 {
-						progress(res.Events)
-					}
-				}
-				progress(res.Events)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			res.Conversations = int64(len(convs))
-			if env.dbPath != ":memory:" {
-				if res.DBBytes, err = fileSize(env.dbPath); err != nil {
-					return err
-				}
-				if res.WALBytes, err = fileSize(env.dbPath + "-wal"); err != nil {
-					return err
-				}
-				if res.WALBytes == nil {
-					res.WALBytes = new(int64) // no WAL file: nothing in it
-				}
-			}
-			res.GroupCommit = env.r.Stats()
-			return writeJSON(env, res)
+			return writeJSON(env, st)
 		}
 	},
-}
-
-// fileSize returns the size of a file, nil when it does not exist.
-func fileSize(path string) (*int64, error) {
-	fi, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	n := fi.Size()
-	return &n, nil
 }
 
 // withEventProgress runs f with a progress callback that counts events
