@@ -185,7 +185,12 @@ func RegisterFunctions(db *sqlite3.Conn) error {
 	return db.CreateFunction(fnRawLength, 1, flags, rawLengthFunc)
 }
 
-func inflateFunc(ctx sqlite3.Context, arg ...sqlite3.Value) {
+func inflateFunc(ctx sqlite3.Context, arg ...sqlite3.Value) { inflateCached(nil, ctx, arg...) }
+
+// inflateCached is chatlog_inflate answering from packed (compressed
+// value to its text) when it holds the value: the writer indexes for
+// search the messages it has just compressed, and already has their text.
+func inflateCached(packed map[string]string, ctx sqlite3.Context, arg ...sqlite3.Value) {
 	v := arg[0]
 	if v.Type() != sqlite3.BLOB {
 		ctx.ResultValue(v)
@@ -194,6 +199,10 @@ func inflateFunc(ctx sqlite3.Context, arg ...sqlite3.Value) {
 	raw := v.RawBlob()
 	if !isPacked(raw) {
 		ctx.ResultValue(v)
+		return
+	}
+	if text, ok := packed[string(raw)]; ok {
+		ctx.ResultText(text)
 		return
 	}
 	b, err := unpack(raw)

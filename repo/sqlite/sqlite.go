@@ -269,6 +269,10 @@ type conn struct {
 	stmts map[string]*sqlite3.Stmt // by query as written, before render
 	// prefix is Options.TablePrefix, rendered into every statement.
 	prefix string
+	// packed maps the values the writer compressed in the open
+	// transaction to their text (chatlog_inflate reads it); nil on
+	// read connections.
+	packed map[string]string
 }
 
 func (r *Repo) openConn(ctx context.Context, writer bool) (*conn, error) {
@@ -290,6 +294,15 @@ func (r *Repo) openConn(ctx context.Context, writer bool) (*conn, error) {
 	if err := RegisterFunctions(db); err != nil {
 		c.close()
 		return nil, fmt.Errorf("sqlite: register functions: %w", err)
+	}
+	if writer {
+		c.packed = make(map[string]string)
+		err := db.CreateFunction(fnInflate, 1, sqlite3.DETERMINISTIC|sqlite3.INNOCUOUS,
+			func(ctx sqlite3.Context, arg ...sqlite3.Value) { inflateCached(c.packed, ctx, arg...) })
+		if err != nil {
+			c.close()
+			return nil, fmt.Errorf("sqlite: register functions: %w", err)
+		}
 	}
 	// Per-connection settings, set on every connection it opens.
 	pragmas := []string{`PRAGMA foreign_keys = ON`, `PRAGMA temp_store = MEMORY`}

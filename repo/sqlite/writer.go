@@ -224,6 +224,7 @@ func (w *writer) commit(batch []*request) {
 	w.touched = make(map[string]struct{})
 	w.broken = nil
 	w.txnEvents = w.txnEvents[:0]
+	defer clear(w.c.packed) // texts of this transaction only
 	err := w.begin()
 	if err != nil {
 		err = fmt.Errorf("sqlite: begin write transaction: %w", err)
@@ -650,6 +651,12 @@ func (w *writer) insert(p *prepared, seq int64) (pos int64, inserted bool, err e
 	}
 	if w.c.db.Changes() == 0 {
 		return 0, false, nil
+	}
+	if p.text != nil {
+		w.c.packed[string(p.text)] = p.stored.Text
+	}
+	if p.parts != nil {
+		w.c.packed[string(p.parts)] = p.stored.PartsText
 	}
 	w.txnPos = pos
 	return pos, true, nil
