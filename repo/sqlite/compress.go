@@ -23,7 +23,7 @@ var ErrCorrupt = errors.New("corrupt stored payload")
 
 // A compressed value is a BLOB:
 //
-//	0x00             marker: no JSON or text column value starts with NUL
+//	0x00             marker: no JSON text starts with NUL
 //	codec            0x01 = a Zstandard frame (RFC 8878) with its checksum
 //	uvarint          the uncompressed length in bytes
 //	frame            the compressed bytes
