@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -24,25 +25,37 @@ func TestConformance(t *testing.T) {
 		})
 	})
 	// A prefixed store on a file that another store, unprefixed, already
-	// fills with events under the same conversation ids and keys the
-	// suite uses: anything that leaked between them would show.
+	// fills with events and turns under the ids and keys the suite uses:
+	// anything that leaked between them would show. The other store's
+	// file is made once and copied for each case.
 	t.Run("TablePrefix", func(t *testing.T) {
-		repotest.Run(t, func(t testing.TB) repo.Repo {
-			path := filepath.Join(t.TempDir(), "shared.db")
-			other := open(t, path)
-			for _, conv := range []string{"a", "b", "c"} {
-				for i := range 6 {
-					e := events.Event{ConversationID: conv, Type: events.TypeUserMessage,
-						RequestID: fmt.Sprintf("r%d", i), Content: events.NewText("another application's message")}
-					if _, err := other.Append(t.Context(), e, repo.AppendOptions{}); err != nil {
-						t.Fatal(err)
-					}
-				}
-				_, err := other.BeginTurn(t.Context(), repo.BeginTurn{UserMessage: events.Event{ConversationID: conv,
-					Type: events.TypeUserMessage, RequestID: "u1", Content: events.NewText("another application's turn")}})
-				if err != nil {
+		template := filepath.Join(t.TempDir(), "other.db")
+		other := open(t, template)
+		for _, conv := range []string{"a", "b", "c"} {
+			for i := range 6 {
+				e := events.Event{ConversationID: conv, Type: events.TypeUserMessage,
+					RequestID: fmt.Sprintf("r%d", i), Content: events.NewText("another application's message")}
+				if _, err := other.Append(t.Context(), e, repo.AppendOptions{}); err != nil {
 					t.Fatal(err)
 				}
+			}
+			_, err := other.BeginTurn(t.Context(), repo.BeginTurn{UserMessage: events.Event{ConversationID: conv,
+				Type: events.TypeUserMessage, RequestID: "u1", Content: events.NewText("another application's turn")}})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := other.Close(); err != nil {
+			t.Fatal(err)
+		}
+		filled, err := os.ReadFile(template)
+		if err != nil {
+			t.Fatal(err)
+		}
+		repotest.Run(t, func(t testing.TB) repo.Repo {
+			path := filepath.Join(t.TempDir(), "shared.db")
+			if err := os.WriteFile(path, filled, 0o644); err != nil {
+				t.Fatal(err)
 			}
 			r, err := sqlite.Open(t.Context(), path, &sqlite.Options{TablePrefix: "suite_"})
 			if err != nil {
