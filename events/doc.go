@@ -22,6 +22,18 @@
 // legacy format); in Go it lives in [Event.RequestID] and on the wire it is
 // written both top level and inside extra, where storage indexes it.
 //
+// # Account streams
+//
+// Conversation ids beginning with "~" ([AccountStreamPrefix]) are reserved
+// for chatlog's own per-user streams, such as a user's credit ledger
+// ("~ledger/" + user, holding [TypeLedgerEntry] events) and a user's
+// current-conversation pointers ("~user/" + user, holding
+// [TypeCurrentSet] events). Validate admits
+// only account-level types there and nowhere else, so an ordinary event
+// never lands in such a stream and an account event never lands in a
+// conversation. [IsAccountStream] is the one test read models use to
+// leave these streams out.
+//
 // # Legacy shapes
 //
 // Events without schema_version are version 1. Version 1 stored streamed

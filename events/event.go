@@ -31,6 +31,23 @@ const (
 	TypeMessageRetracted     Type = "message_retracted"
 	TypeTurnFailed           Type = "turn_failed"
 
+	// TypeLedgerEntry is one credit or debit of a user's credit ledger
+	// (package ledger). It is account-level: it lives only in the user's
+	// ledger stream (LedgerStreamPrefix + user), with extra
+	// {"kind":"credit"|"debit","amount":N,"balance":B,"note":TEXT}:
+	// amount a positive integer in the smallest unit of the currency,
+	// balance the running balance after the entry (never negative), note
+	// optional.
+	TypeLedgerEntry Type = "ledger_entry"
+
+	// TypeCurrentSet moves a user's current-conversation pointers
+	// (package conversation). It is account-level: it lives only in the
+	// user's stream (UserStreamPrefix + user), with extra
+	// {"scope":S,"conversation_id":C,"current":{scope: conversation id,
+	// ...}}: the scope it set (C "" clears it) and every scope's pointer
+	// after it, so the latest event answers for all scopes.
+	TypeCurrentSet Type = "current_conversation_set"
+
 	// TypeMeta is the legacy (schema version 1) catch-all metadata type.
 	// Legacy meta events that carried a streamed chunk are upcast to
 	// TypeAssistantDelta on decode; other meta events are kept as they are.
@@ -59,7 +76,42 @@ var knownTypes = map[Type]Role{
 	TypeMessageRetracted:     "",
 	TypeTurnFailed:           "",
 	TypeMeta:                 "",
+	TypeLedgerEntry:          "",
+	TypeCurrentSet:           "",
 }
+
+// accountTypes are the account-level types: the only ones account
+// streams hold, and found nowhere else.
+var accountTypes = map[Type]bool{
+	TypeLedgerEntry: true,
+	TypeCurrentSet:  true,
+}
+
+// AccountStreamPrefix begins the conversation ids reserved for chatlog's
+// own per-user streams (account streams), such as a user's credit ledger.
+// An account stream holds account-level events only, and those live
+// nowhere else (Validate enforces both), so a user's ledger can never be
+// written by an ordinary append nor mistaken for a conversation.
+const AccountStreamPrefix = "~"
+
+// LedgerStreamPrefix begins the id of a user's ledger stream, which is
+// LedgerStreamPrefix + the user's id.
+const LedgerStreamPrefix = AccountStreamPrefix + "ledger/"
+
+// UserStreamPrefix begins the id of a user's own stream (the current
+// conversation pointers), which is UserStreamPrefix + the user's id.
+const UserStreamPrefix = AccountStreamPrefix + "user/"
+
+// IsAccountStream reports whether conversationID names an account stream.
+// Read models (the conversation list, summaries, search) leave these
+// streams out; this is the one place that says which they are.
+func IsAccountStream(conversationID string) bool {
+	return strings.HasPrefix(conversationID, AccountStreamPrefix)
+}
+
+// AccountLevel reports whether events of type t belong in account streams
+// (and only there).
+func (t Type) AccountLevel() bool { return accountTypes[t] }
 
 // Known reports whether t is a built-in type or a custom ("x-") one.
 func (t Type) Known() bool {
@@ -151,13 +203,26 @@ type ToolCall struct {
 
 // Usage counts tokens and cost.
 type Usage struct {
-	Input      int64   `json:"input,omitempty"`
-	Output     int64   `json:"output,omitempty"`
-	CacheRead  int64   `json:"cache_read,omitempty"`
-	CacheWrite int64   `json:"cache_write,omitempty"`
-	Reasoning  int64   `json:"reasoning,omitempty"`
+	Input      int64 `json:"input,omitempty"`
+	Output     int64 `json:"output,omitempty"`
+	CacheRead  int64 `json:"cache_read,omitempty"`
+	CacheWrite int64 `json:"cache_write,omitempty"`
+	Reasoning  int64 `json:"reasoning,omitempty"`
+	// Cost is the estimated cost (from the caller's price list),
+	// ActualCost what the billing provider charged, when known.
 	Cost       float64 `json:"cost,omitempty"`
+	ActualCost float64 `json:"actual_cost,omitempty"`
+	// Currency (e.g. "USD"), PricingVersion (the price list the estimate
+	// used) and BillingProvider label the costs. Sums keep a label the
+	// parts agree on and mark a disagreement MixedLabel.
+	Currency        string `json:"currency,omitempty"`
+	PricingVersion  string `json:"pricing_version,omitempty"`
+	BillingProvider string `json:"billing_provider,omitempty"`
 }
+
+// MixedLabel is a Usage label of a sum whose parts disagree (costs in two
+// currencies, say): the totals are not to be read as one amount.
+const MixedLabel = "mixed"
 
 // Add returns the field-wise sum of u and v; either may be nil.
 func (u *Usage) Add(v *Usage) Usage {
@@ -172,11 +237,26 @@ func (u *Usage) Add(v *Usage) Usage {
 		s.CacheWrite += x.CacheWrite
 		s.Reasoning += x.Reasoning
 		s.Cost += x.Cost
+		s.ActualCost += x.ActualCost
+		s.Currency = mergeLabel(s.Currency, x.Currency)
+		s.PricingVersion = mergeLabel(s.PricingVersion, x.PricingVersion)
+		s.BillingProvider = mergeLabel(s.BillingProvider, x.BillingProvider)
 	}
 	// Sums of decimal costs pick up binary noise (0.1 + 0.2); a
 	// millionth of a millionth of a unit is below any price.
 	s.Cost = math.Round(s.Cost*1e12) / 1e12
+	s.ActualCost = math.Round(s.ActualCost*1e12) / 1e12
 	return s
+}
+
+func mergeLabel(a, b string) string {
+	switch {
+	case a == "" || a == b:
+		return b
+	case b == "":
+		return a
+	}
+	return MixedLabel
 }
 
 // EffectiveRole is the event's role, or the role its type implies when the

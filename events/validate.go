@@ -96,6 +96,19 @@ func (e *Event) Validate() error {
 	}
 
 	checkName("conversation_id", e.ConversationID, MaxConversationIDBytes, true)
+	if e.ConversationID != "" && e.Type != "" {
+		switch account := IsAccountStream(e.ConversationID); {
+		case account && !e.Type.AccountLevel():
+			bad("conversation_id", "ids beginning with %q are reserved for chatlog's per-user account streams, which hold no %s events",
+				AccountStreamPrefix, truncate(string(e.Type), 64))
+		case !account && e.Type.AccountLevel():
+			bad("conversation_id", "a %s belongs in a per-user account stream, whose id begins with %q", e.Type, AccountStreamPrefix)
+		case e.Type == TypeLedgerEntry && (!strings.HasPrefix(e.ConversationID, LedgerStreamPrefix) || len(e.ConversationID) == len(LedgerStreamPrefix)):
+			bad("conversation_id", "a ledger_entry belongs in a user's ledger stream, %q followed by the user's id", LedgerStreamPrefix)
+		case e.Type == TypeCurrentSet && (!strings.HasPrefix(e.ConversationID, UserStreamPrefix) || len(e.ConversationID) == len(UserStreamPrefix)):
+			bad("conversation_id", "a %s belongs in a user's stream, %q followed by the user's id", e.Type, UserStreamPrefix)
+		}
+	}
 	checkName("request_id", e.RequestID, MaxRequestIDBytes, false)
 	checkName("id", e.ID, MaxIDBytes, false)
 	switch {
@@ -195,6 +208,44 @@ func (e *Event) Validate() error {
 		if e.Content == nil {
 			bad("content", "is required for a system_update")
 		}
+	case TypeLedgerEntry:
+		if kind, _ := e.ExtraString("kind"); kind != "credit" && kind != "debit" {
+			bad("extra.kind", `must be "credit" or "debit"`)
+		}
+		if n, ok := e.ExtraInt("amount"); !ok || n <= 0 {
+			bad("extra.amount", "must be a positive integer (in the smallest unit) of at most %d", int64(math.MaxInt64))
+		}
+		if n, ok := e.ExtraInt("balance"); !ok || n < 0 {
+			bad("extra.balance", "must be a non-negative integer of at most %d: the balance after the entry", int64(math.MaxInt64))
+		}
+		if note, present := e.Extra["note"]; present {
+			if _, ok := note.(string); !ok {
+				bad("extra.note", "must be a string")
+			}
+		}
+	case TypeConversationForked:
+		// A branch points at its parent instead of copying it: the
+		// store reads the branch's history through these two.
+		if p, ok := e.ExtraString("parent_id"); !ok || p == "" {
+			bad("extra.parent_id", "is required for a conversation_forked (the conversation forked from)")
+		} else if p == e.ConversationID {
+			bad("extra.parent_id", "a conversation cannot fork from itself")
+		} else if len(p) > MaxConversationIDBytes {
+			bad("extra.parent_id", "is %d bytes, over the limit of %d", len(p), MaxConversationIDBytes)
+		} else if IsAccountStream(p) {
+			// A branch inherits its parent's events: a ledger's entries
+			// would then be read as a conversation's.
+			bad("extra.parent_id", "%q is a per-user account stream, not a conversation; it cannot be forked", truncate(p, 64))
+		}
+		if n, ok := e.ExtraInt("parent_seq"); !ok || n <= 0 {
+			bad("extra.parent_seq", "must be a positive integer (the parent's seq the branch forks at)")
+		}
+	case TypeTitleSet:
+		if _, present := e.Extra["title"]; present {
+			if _, ok := e.ExtraString("title"); !ok {
+				bad("extra.title", "must be a string")
+			}
+		}
 	}
 	if len(e.ToolCalls) > 0 && e.Type != TypeAssistantMessage && e.Type != TypeAssistantDelta {
 		bad("tool_calls", "only assistant_message and assistant_delta events carry tool calls")
@@ -231,6 +282,12 @@ func (e *Event) Validate() error {
 		if math.IsNaN(u.Cost) || math.IsInf(u.Cost, 0) {
 			bad("usage.cost", "must be a finite number")
 		}
+		if math.IsNaN(u.ActualCost) || math.IsInf(u.ActualCost, 0) {
+			bad("usage.actual_cost", "must be a finite number")
+		}
+		checkName("usage.currency", u.Currency, MaxNameBytes, false)
+		checkName("usage.pricing_version", u.PricingVersion, MaxNameBytes, false)
+		checkName("usage.billing_provider", u.BillingProvider, MaxNameBytes, false)
 	}
 	if _, ok := e.Extra["request_id"]; ok {
 		// The wire and storage fold RequestID into extra.request_id and
@@ -255,7 +312,7 @@ func (e *Event) Validate() error {
 			n = len(b)
 		}
 		if !valid {
-			bad("extra", "is not valid UTF-8")
+			bad("extra", "holds text that is not valid UTF-8, or a number that is not a JSON number")
 		}
 		size += n
 	}
@@ -278,7 +335,8 @@ func (e *Event) Validate() error {
 // encoding it (the append path would otherwise encode extra an extra
 // time). known is false for Go values outside JSON's shapes; valid is
 // false when a string (keys included) is not UTF-8, which encoding/json
-// would silently replace.
+// would silently replace, or a json.Number is not a JSON number, which it
+// would refuse (or, for "", write as 0).
 func jsonSize(v any) (size int, known, valid bool) {
 	switch v := v.(type) {
 	case nil, bool:
@@ -286,7 +344,9 @@ func jsonSize(v any) (size int, known, valid bool) {
 	case string:
 		return len(v) + 2, true, utf8.ValidString(v)
 	case json.Number:
-		return len(v), true, true
+		// A json.Number is written as it is: anything but a JSON number
+		// (json.Number("A")) would make the event impossible to encode.
+		return len(v), true, isJSONNumber(string(v))
 	case float64:
 		return 24, !math.IsNaN(v) && !math.IsInf(v, 0), true
 	case int, int64, int32, uint, uint64, uint32:
@@ -310,6 +370,14 @@ func jsonSize(v any) (size int, known, valid bool) {
 		return size, known, valid
 	}
 	return 0, false, true
+}
+
+// isJSONNumber reports whether s is a number in JSON's grammar.
+func isJSONNumber(s string) bool {
+	if s == "" || (s[0] != '-' && (s[0] < '0' || s[0] > '9')) {
+		return false
+	}
+	return json.Valid([]byte(s))
 }
 
 func hasControl(s string) bool {

@@ -27,8 +27,41 @@ func validEvent(tb testing.TB, t events.Type) events.Event {
 	case events.TypeToolResult:
 		e.ToolCallID = "call_1"
 		e.Content = events.NewText(`{"temp":3}`)
+	case events.TypeLedgerEntry:
+		e.ConversationID = events.LedgerStreamPrefix + "u1"
+		e.Extra = map[string]any{"kind": "debit", "amount": json.Number("30"), "balance": json.Number("70"), "note": "3 replies"}
+	case events.TypeConversationForked:
+		e.Extra = map[string]any{"parent_id": "p1", "parent_seq": json.Number("3")}
 	}
 	return e
+}
+
+func TestEvent_ValidateFork(t *testing.T) {
+	for name, tc := range map[string]struct {
+		extra map[string]any
+		want  []string
+	}{
+		"no parent":          {map[string]any{"parent_seq": 1}, []string{"extra.parent_id"}},
+		"itself":             {map[string]any{"parent_id": "c1", "parent_seq": 1}, []string{"extra.parent_id"}},
+		"no seq":             {map[string]any{"parent_id": "p"}, []string{"extra.parent_seq"}},
+		"zero seq":           {map[string]any{"parent_id": "p", "parent_seq": 0}, []string{"extra.parent_seq"}},
+		"fractional seq":     {map[string]any{"parent_id": "p", "parent_seq": 1.5}, []string{"extra.parent_seq"}},
+		"both wrong":         {map[string]any{"parent_id": 7, "parent_seq": "x"}, []string{"extra.parent_id", "extra.parent_seq"}},
+		"ledger parent":      {map[string]any{"parent_id": "~ledger/u1", "parent_seq": 1}, []string{"extra.parent_id"}},
+		"title not a string": {},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := events.Event{ConversationID: "c1", Type: events.TypeConversationForked, Extra: tc.extra}
+			want := tc.want
+			if tc.extra == nil {
+				e = events.Event{ConversationID: "c1", Type: events.TypeTitleSet, Extra: map[string]any{"title": 3}}
+				want = []string{"extra.title"}
+			}
+			if got := fieldNames(t, e.Validate()); !slices.Equal(got, want) {
+				t.Errorf("fields %v, want %v", got, want)
+			}
+		})
+	}
 }
 
 // fieldNames returns the Field of every FieldError in a *ValidationError,
@@ -75,6 +108,7 @@ var builtinTypes = []events.Type{
 	events.TypeMessageRetracted,
 	events.TypeTurnFailed,
 	events.TypeMeta,
+	events.TypeLedgerEntry,
 }
 
 func TestEvent_Validate(t *testing.T) {
@@ -220,6 +254,27 @@ func TestEvent_Validate(t *testing.T) {
 			e.Extra = map[string]any{"kind": "assistant_delta", "user_request_id": "u1"}
 		}, []string{"extra.kind"}},
 		{"NegativeSchemaVersion", events.TypeUserMessage, func(e *events.Event) { e.SchemaVersion = -1 }, []string{"schema_version"}},
+		{"MessageInLedgerStream", events.TypeUserMessage, func(e *events.Event) { e.ConversationID = "~ledger/u1" }, []string{"conversation_id"}},
+		{"LifecycleInAccountStream", events.TypeTitleSet, func(e *events.Event) { e.ConversationID = "~" }, []string{"conversation_id"}},
+		{"CustomTypeInAccountStream", events.TypeUserMessage, func(e *events.Event) {
+			e.ConversationID, e.Type, e.Content = "~notes/u1", "x-note", nil
+		}, []string{"conversation_id"}},
+		{"LedgerEntryInConversation", events.TypeLedgerEntry, func(e *events.Event) { e.ConversationID = "c1" }, []string{"conversation_id"}},
+		{"LedgerEntryInOtherAccountStream", events.TypeLedgerEntry, func(e *events.Event) { e.ConversationID = "~usage/u1" }, []string{"conversation_id"}},
+		{"LedgerEntryWithoutUser", events.TypeLedgerEntry, func(e *events.Event) { e.ConversationID = events.LedgerStreamPrefix }, []string{"conversation_id"}},
+		{"LedgerEntryUnknownKind", events.TypeLedgerEntry, func(e *events.Event) { e.Extra["kind"] = "refund" }, []string{"extra.kind"}},
+		{"LedgerEntryWithoutKind", events.TypeLedgerEntry, func(e *events.Event) { delete(e.Extra, "kind") }, []string{"extra.kind"}},
+		{"LedgerEntryZeroAmount", events.TypeLedgerEntry, func(e *events.Event) { e.Extra["amount"] = json.Number("0") }, []string{"extra.amount"}},
+		{"LedgerEntryNegativeAmount", events.TypeLedgerEntry, func(e *events.Event) { e.Extra["amount"] = int64(-5) }, []string{"extra.amount"}},
+		{"LedgerEntryAmountOverflow", events.TypeLedgerEntry, func(e *events.Event) {
+			e.Extra["amount"] = json.Number("9223372036854775808")
+		}, []string{"extra.amount"}},
+		{"LedgerEntryFractionalAmount", events.TypeLedgerEntry, func(e *events.Event) { e.Extra["amount"] = json.Number("2.5") }, []string{"extra.amount"}},
+		{"LedgerEntryAmountString", events.TypeLedgerEntry, func(e *events.Event) { e.Extra["amount"] = "30" }, []string{"extra.amount"}},
+		{"LedgerEntryWithoutBalance", events.TypeLedgerEntry, func(e *events.Event) { delete(e.Extra, "balance") }, []string{"extra.balance"}},
+		{"LedgerEntryNegativeBalance", events.TypeLedgerEntry, func(e *events.Event) { e.Extra["balance"] = json.Number("-1") }, []string{"extra.balance"}},
+		{"LedgerEntryNoteNotString", events.TypeLedgerEntry, func(e *events.Event) { e.Extra["note"] = json.Number("3") }, []string{"extra.note"}},
+		{"LedgerEntryWithRole", events.TypeLedgerEntry, func(e *events.Event) { e.Role = events.RoleUser }, []string{"role"}},
 		{"Several", events.TypeUserMessage, func(e *events.Event) {
 			e.ConversationID = ""
 			e.Seq = -1
@@ -248,6 +303,52 @@ func TestEvent_Validate(t *testing.T) {
 	}
 }
 
+func TestEvent_Validate_ledgerBoundaries(t *testing.T) {
+	for name, mutate := range map[string]func(*events.Event){
+		"AmountMax":       func(e *events.Event) { e.Extra["amount"] = json.Number("9223372036854775807") },
+		"AmountGoInt":     func(e *events.Event) { e.Extra["amount"] = int64(1) },
+		"BalanceZero":     func(e *events.Event) { e.Extra["balance"] = 0 },
+		"NoNote":          func(e *events.Event) { delete(e.Extra, "note") },
+		"Credit":          func(e *events.Event) { e.Extra["kind"] = "credit" },
+		"UserWithSlashes": func(e *events.Event) { e.ConversationID = events.LedgerStreamPrefix + "org/7/user 3" },
+		"UserLongestValid": func(e *events.Event) {
+			e.ConversationID += strings.Repeat("u", events.MaxConversationIDBytes-len(e.ConversationID))
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := validEvent(t, events.TypeLedgerEntry)
+			mutate(&e)
+			if err := e.Validate(); err != nil {
+				t.Fatalf("Validate() = %v, want nil", err)
+			}
+		})
+	}
+}
+
+func TestIsAccountStream(t *testing.T) {
+	for id, want := range map[string]bool{
+		"~ledger/alice": true,
+		"~":             true,
+		"~anything":     true,
+		"c1":            false,
+		"":              false,
+		"a~b":           false,
+		" ~ledger/x":    false,
+	} {
+		if got := events.IsAccountStream(id); got != want {
+			t.Errorf("IsAccountStream(%q) = %v, want %v", id, got, want)
+		}
+	}
+	for _, typ := range builtinTypes {
+		if got, want := typ.AccountLevel(), typ == events.TypeLedgerEntry; got != want {
+			t.Errorf("%s.AccountLevel() = %v, want %v", typ, got, want)
+		}
+	}
+	if events.Type("x-ledger_entry").AccountLevel() {
+		t.Error("a custom type is account-level")
+	}
+}
+
 func TestEvent_Validate_deltaFragments(t *testing.T) {
 	// A streamed chunk may carry a tool call fragment: no id, no name,
 	// arguments that are only a piece of a JSON document.
@@ -268,5 +369,26 @@ func TestFieldError(t *testing.T) {
 	}
 	if errors.Is(fe, errors.New("invalid event")) {
 		t.Error("errors.Is(FieldError, other error) = true")
+	}
+}
+
+// TestEvent_ValidateNumber: a json.Number that is no JSON number would
+// make the event impossible to encode, so it is refused up front.
+func TestEvent_ValidateNumber(t *testing.T) {
+	for _, n := range []string{"A", "", "1e", "--1", "0x10", "1 2"} {
+		e := events.Event{ConversationID: "c", Type: events.TypeUserMessage, Content: events.NewText("x"),
+			Extra: map[string]any{"n": json.Number(n)}}
+		if err := e.Validate(); err == nil {
+			t.Errorf("extra json.Number(%q) accepted", n)
+		} else if _, err := e.MarshalJSON(); err == nil && n != "" {
+			t.Errorf("json.Number(%q): refused but encodes", n)
+		}
+	}
+	for _, n := range []string{"0", "-1.5e10", "12345678901234567890"} {
+		e := events.Event{ConversationID: "c", Type: events.TypeUserMessage, Content: events.NewText("x"),
+			Extra: map[string]any{"n": json.Number(n)}}
+		if err := e.Validate(); err != nil {
+			t.Errorf("extra json.Number(%q): %v", n, err)
+		}
 	}
 }

@@ -11,7 +11,7 @@ import (
 // SummaryVersion is the version of the Summarize fold. Change it whenever
 // Summarize changes what it computes: stores then know their conversation
 // read model is stale and must be rebuilt from the log.
-const SummaryVersion = 1
+const SummaryVersion = 3
 
 // PreviewRunes is how much of the first user message a preview keeps.
 const PreviewRunes = 60
@@ -23,8 +23,12 @@ const PreviewRunes = 60
 // Streamed chunks (assistant_delta) do not change a summary: the final
 // message that folds them does, so a reply streaming costs the read model
 // nothing until it is finished.
+//
+// Account streams (events.IsAccountStream: a user's ledger) are not
+// conversations and have no summary: Summarize leaves s alone for their
+// events, and stores keep no read model row for them (Listed).
 func Summarize(s *repo.Summary, e *events.Event) {
-	if e.Type == events.TypeAssistantDelta {
+	if e.Type == events.TypeAssistantDelta || !Listed(e.ConversationID) {
 		return
 	}
 	if s.ConversationID == "" {
@@ -39,7 +43,13 @@ func Summarize(s *repo.Summary, e *events.Event) {
 		s.LastActiveAt = e.CreatedAt
 	}
 	if e.Usage != nil {
-		s.Usage = s.Usage.Add(e.Usage)
+		if mode, _ := e.ExtraString("mode"); e.Type == events.TypeUsageRecorded && mode == UsageModeSet {
+			// A caller holding running totals states them: they
+			// replace what was summed so far.
+			s.Usage = *e.Usage
+		} else {
+			s.Usage = s.Usage.Add(e.Usage)
+		}
 	}
 	switch e.Type {
 	case events.TypeConversationStarted:
@@ -49,6 +59,7 @@ func Summarize(s *repo.Summary, e *events.Event) {
 				*field = v
 			}
 		}
+		s.Title = events.SanitizeTitle(s.Title)
 		if n, ok := e.ExtraInt("parent_seq"); ok {
 			s.ParentSeq = n
 		}
@@ -60,7 +71,8 @@ func Summarize(s *repo.Summary, e *events.Event) {
 			s.ParentSeq = n
 		}
 	case events.TypeTitleSet:
-		s.Title, _ = e.ExtraString("title")
+		t, _ := e.ExtraString("title")
+		s.Title = events.SanitizeTitle(t)
 	case events.TypeConversationEnded:
 		at := e.CreatedAt
 		s.Ended, s.EndedAt = true, &at
@@ -81,6 +93,26 @@ func Summarize(s *repo.Summary, e *events.Event) {
 	case events.TypeToolResult:
 		s.Messages++
 	}
+}
+
+// Listed reports whether a conversation belongs in the read models (the
+// conversation list, summaries, search). Account streams do not: listing
+// or searching a user's ledger would show money movements as chats.
+func Listed(conversationID string) bool { return !events.IsAccountStream(conversationID) }
+
+// UsageModeSet, as a usage_recorded event's extra.mode, makes its usage
+// the conversation's totals from then on instead of adding to them.
+const UsageModeSet = "set"
+
+// Inherit starts a branch's read model from the summary of the history it
+// inherits (its parent's events up to the fork): the counts, preview,
+// start and metadata carry over; the title (titles are unique), the ended
+// state and the usage (spent by the parent, not the branch) do not. Call
+// it on a zero Summary, before folding the branch's conversation_forked.
+func Inherit(s *repo.Summary, history repo.Summary) {
+	s.Messages, s.ToolCalls, s.Events = history.Messages, history.ToolCalls, history.Events
+	s.Preview, s.StartedAt, s.LastActiveAt = history.Preview, history.StartedAt, history.LastActiveAt
+	s.Source, s.User, s.Model, s.Project = history.Source, history.User, history.Model, history.Project
 }
 
 // Preview trims text to PreviewRunes runes, whitespace collapsed, with an

@@ -12,7 +12,8 @@ import (
 // the same transaction as the events they reflect, with a checkpoint on
 // the global pos, so each event is applied exactly once, also across a
 // crash. They are rebuilt from the log by RebuildReadModels and checked
-// against it by VerifyReadModels.
+// against it by VerifyReadModels. Account streams (events.IsAccountStream,
+// such as users' ledgers) are not conversations: no read model shows them.
 type ReadModels interface {
 	// Summary returns a conversation's read model; ErrNotFound when it
 	// has no events.

@@ -86,6 +86,9 @@ type Repo interface {
 	// ReadModels are the conversation list and search, kept in step with
 	// the log.
 	ReadModels
+
+	// Management forks, erases, titles and resolves conversations.
+	Management
 }
 
 // AppendOptions adjusts one append call. The zero value is a plain append.
@@ -173,4 +176,7 @@ type Range struct {
 	UntilSeq int64
 	// Limit caps how many events are yielded (0: no cap).
 	Limit int
+	// Reverse yields the range newest first: with Limit, the last events
+	// up to UntilSeq (pages backwards from a seq).
+	Reverse bool
 }

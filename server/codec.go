@@ -112,6 +112,11 @@ func fieldsOf(t reflect.Type) []string {
 	}
 	var names []string
 	for f := range t.Fields() {
+		if f.Anonymous && f.Tag.Get("json") == "" && f.Type.Kind() == reflect.Struct {
+			// An embedded struct's members are the request's own.
+			names = append(names, fieldsOf(f.Type)...)
+			continue
+		}
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if name != "" && name != "-" {
 			names = append(names, name)

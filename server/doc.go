@@ -16,8 +16,11 @@
 //	GET  /v1/conversations/{cid}                        the read model
 //	GET  /v1/conversations                              the conversation list
 //	GET  /v1/search                                     full-text search
+//	POST /v1/users/{uid}/ledger                         a credit or debit, once per key
+//	GET  /v1/users/{uid}/balance                        a user's balance
 //	GET  /healthz                                       200 "ok", never authenticated
 //	GET  /metrics                                       Prometheus text format
+//	GET  /ui/                                           the replay debugger (package ui), never authenticated
 //
 // # Status codes
 //
@@ -44,12 +47,23 @@
 //     (GET .../{cid} only; its events are an empty list), a heartbeat for
 //     a turn never begun, a finish of a request with neither turn nor
 //     chunks. 405 method_not_allowed with Allow for a known path.
+//   - A ledger entry answers as other writes: 201 new, 200 with
+//     Idempotent-Replayed: true on a retry (judged on kind, amount and
+//     note: the running balance in the stored entry may differ), 409
+//     idempotency_conflict for a key used with other fields. A debit
+//     larger than the balance is 409 insufficient_funds with "balance"
+//     and "amount"; nothing is written, and the same request succeeds
+//     once the balance allows it. A ledger whose head other writers
+//     kept moving first is 503 ledger_contended with Retry-After: 1.
+//     Conversation ids beginning with "~" are the users' ledgers: an
+//     event appended to one is 400 (field conversation_id).
 //   - 503 unavailable while the store is closing.
 //
 // Error bodies are {"error":{"code":...,"message":...}}, with details
 // beside them where they help: "stored" (the stored event) for
 // idempotency_conflict, "expected_seq" and "head_seq" for seq_conflict,
-// "attempt" and "lease_expires_at" for idempotency_key_in_use.
+// "attempt" and "lease_expires_at" for idempotency_key_in_use, "balance"
+// and "amount" for insufficient_funds.
 //
 // # Server-sent events
 //

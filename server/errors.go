@@ -12,6 +12,7 @@ import (
 	"github.com/chatlog/chatlog/compact"
 	"github.com/chatlog/chatlog/dedupe"
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/ledger"
 	"github.com/chatlog/chatlog/repo"
 )
 
@@ -31,7 +32,13 @@ const (
 	codeChunkGap         = "chunk_gap"
 	codeChunkConflict    = "chunk_conflict"
 	codeToolCall         = "invalid_tool_call"
+	codeTitleTaken       = "title_taken"
+	codeAmbiguous        = "ambiguous"
+	codeHasBranches      = "has_branches"
+	codeExists           = "conversation_exists"
 	codeUnavailable      = "unavailable"
+	codeInsufficient     = "insufficient_funds"
+	codeContended        = "ledger_contended"
 	codeInternal         = "internal"
 )
 
@@ -48,9 +55,18 @@ type apiError struct {
 	// ExpectedSeq and HeadSeq detail a seq_conflict.
 	ExpectedSeq *int64 `json:"expected_seq,omitempty"`
 	HeadSeq     *int64 `json:"head_seq,omitempty"`
+	// HeldBy is the conversation holding a taken title (title_taken).
+	HeldBy string `json:"held_by,omitempty"`
+	// Matches lists the conversations of an ambiguous reference, or the
+	// branches that keep a conversation from being erased.
+	Matches []string `json:"matches,omitempty"`
 	// Attempt and LeaseExpiresAt say who holds a turn in flight.
 	Attempt        int    `json:"attempt,omitempty"`
 	LeaseExpiresAt string `json:"lease_expires_at,omitempty"`
+	// Balance and Amount detail insufficient_funds: the balance the
+	// debit was refused against, and the debit.
+	Balance *int64 `json:"balance,omitempty"`
+	Amount  *int64 `json:"amount,omitempty"`
 	// retryAfter, when positive, is sent as Retry-After (seconds).
 	retryAfter int
 }
@@ -72,13 +88,17 @@ func badRequest(field, format string, args ...any) *apiError {
 // and pass through.
 func (s *Server) errorFor(err error) *apiError {
 	var (
-		ae       *apiError
-		conflict *repo.ConflictError
-		seq      *repo.SeqConflictError
-		inFlight *dedupe.InFlightError
-		gap      *compact.GapError
-		tooLarge *http.MaxBytesError
-		field    *events.FieldError
+		ae        *apiError
+		conflict  *repo.ConflictError
+		seq       *repo.SeqConflictError
+		inFlight  *dedupe.InFlightError
+		gap       *compact.GapError
+		tooLarge  *http.MaxBytesError
+		field     *events.FieldError
+		taken     *repo.TitleTakenError
+		ambiguous *repo.AmbiguousError
+		branches  *repo.HasBranchesError
+		short     *ledger.InsufficientFundsError
 	)
 	switch {
 	case errors.As(err, &ae):
@@ -100,12 +120,28 @@ func (s *Server) errorFor(err error) *apiError {
 		return &apiError{status: http.StatusConflict, Code: codeInFlight, Message: err.Error(),
 			Attempt: inFlight.Attempt, LeaseExpiresAt: events.FormatTime(inFlight.LeaseExpiresAt),
 			retryAfter: s.retryAfter(inFlight)}
+	case errors.As(err, &short):
+		return &apiError{status: http.StatusConflict, Code: codeInsufficient, Message: err.Error(),
+			Balance: &short.Balance, Amount: &short.Amount}
+	case errors.Is(err, ledger.ErrContended):
+		// Other writers kept winning the user's ledger: nothing was
+		// written, and the same request may be sent again shortly.
+		return &apiError{status: http.StatusServiceUnavailable, Code: codeContended, Message: err.Error(), retryAfter: 1}
 	case errors.As(err, &gap):
 		return &apiError{status: http.StatusConflict, Code: codeChunkGap, Message: err.Error() + "; nothing written"}
 	case errors.Is(err, compact.ErrIndexConflict):
 		return &apiError{status: http.StatusConflict, Code: codeChunkConflict, Message: err.Error()}
 	case errors.Is(err, compact.ErrToolCall):
 		return &apiError{status: http.StatusUnprocessableEntity, Code: codeToolCall, Message: err.Error()}
+	case errors.As(err, &taken):
+		return &apiError{status: http.StatusConflict, Code: codeTitleTaken, Message: err.Error(), HeldBy: taken.ConversationID}
+	case errors.As(err, &ambiguous):
+		return &apiError{status: http.StatusConflict, Code: codeAmbiguous, Message: err.Error(), Matches: ambiguous.Matches}
+	case errors.As(err, &branches):
+		return &apiError{status: http.StatusConflict, Code: codeHasBranches, Message: err.Error() +
+			"; erase them first or add ?cascade=true", Matches: branches.Branches}
+	case errors.Is(err, repo.ErrConversationExists):
+		return &apiError{status: http.StatusConflict, Code: codeExists, Message: err.Error()}
 	case errors.Is(err, events.ErrInvalid):
 		out := &apiError{status: http.StatusBadRequest, Code: codeInvalid, Message: err.Error()}
 		if errors.As(err, &field) {

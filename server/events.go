@@ -33,6 +33,12 @@ func (s *Server) appendEvent(w http.ResponseWriter, r *http.Request) error {
 	case e.ConversationID != cid:
 		return badRequest("conversation_id", "is %q, but the path names conversation %q", e.ConversationID, cid)
 	}
+	if events.IsAccountStream(e.ConversationID) {
+		// Validate lets a ledger_entry into its account stream; only the
+		// ledger endpoint may write one there, with its guards.
+		return badRequest("conversation_id", "ids beginning with %q are reserved for per-user account streams; use POST /v1/users/{uid}/ledger",
+			events.AccountStreamPrefix)
+	}
 	if e.RequestID, err = requestKey(r, e.RequestID); err != nil {
 		return err
 	}
@@ -69,6 +75,10 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	before, err := count(q, "before_seq")
+	if err != nil {
+		return err
+	}
 	limit, err := intCount(q, "limit")
 	if err != nil {
 		return err
@@ -77,19 +87,45 @@ func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) error {
 		limit = DefaultPage
 	}
 	limit = min(limit, s.opts.MaxPage)
-	next := after
-	evs := make([]events.Event, 0, min(limit, 64))
-	for e, err := range s.repo.Events(r.Context(), r.PathValue("cid"), repo.Range{AfterSeq: after, Limit: limit}) {
-		if err != nil {
-			return err
+	rg := repo.Range{AfterSeq: after, Limit: limit}
+	switch order := q.Get("order"); order {
+	case "", "asc":
+	case "desc":
+		rg.Reverse = true
+	default:
+		return badRequest("order", "must be asc or desc, got %q", order)
+	}
+	if before > 0 {
+		if before == 1 {
+			rg.Limit = -1 // nothing comes before seq 1
 		}
-		evs = append(evs, e)
-		next = e.Seq
+		rg.UntilSeq = before - 1
+	}
+	// Ascending pages continue after the last seq returned
+	// (next_after_seq); descending ones before it (next_before_seq).
+	next := after
+	if rg.Reverse {
+		next = before
+	}
+	evs := make([]events.Event, 0, min(limit, 64))
+	if rg.Limit > 0 {
+		for e, err := range s.repo.Events(r.Context(), r.PathValue("cid"), rg) {
+			if err != nil {
+				return err
+			}
+			evs = append(evs, e)
+			next = e.Seq
+		}
 	}
 	b, err := appendEvents([]byte(`{"events":`), evs)
 	if err != nil {
 		return err
 	}
-	b = append(strconv.AppendInt(append(b, `,"next_after_seq":`...), next, 10), '}')
+	if rg.Reverse {
+		b = append(b, `,"next_before_seq":`...)
+	} else {
+		b = append(b, `,"next_after_seq":`...)
+	}
+	b = append(strconv.AppendInt(b, next, 10), '}')
 	return writeRaw(w, http.StatusOK, b)
 }

@@ -33,6 +33,7 @@ const (
 	epHeartbeat = "heartbeat"
 	epDeltas    = "deltas"
 	epFinish    = "finish"
+	epLedger    = "ledger"
 )
 
 // endpointOf names the endpoint a request was routed to, for metrics.
@@ -50,6 +51,8 @@ func endpointOf(r *http.Request) string {
 		return epDeltas
 	case strings.HasSuffix(r.Pattern, "/finish"):
 		return epFinish
+	case strings.HasSuffix(r.Pattern, "/ledger"):
+		return epLedger
 	}
 	return r.Pattern
 }
@@ -69,7 +72,7 @@ func newMetrics(storeStats func() map[string]float64) *metrics {
 		}, []string{"route"}),
 		appends: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chatlog_http_appends_total",
-			Help: "Events written by write endpoints (events, turns, deltas, finish).",
+			Help: "Events written by write endpoints (events, turns, deltas, finish, ledger).",
 		}, []string{"endpoint"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chatlog_http_duplicates_total",

@@ -15,7 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chatlog/chatlog/ledger"
 	"github.com/chatlog/chatlog/repo"
+	"github.com/chatlog/chatlog/ui"
 )
 
 // Defaults of Options.
@@ -36,7 +38,8 @@ const (
 // zero field takes its default.
 type Options struct {
 	// Token, when set, is the bearer token every request but /healthz
-	// must carry (Authorization: Bearer <Token>); others get 401.
+	// and the replay debugger's assets (/ui/) must carry
+	// (Authorization: Bearer <Token>); others get 401.
 	// Default: no authentication.
 	Token string
 	// MaxBody caps a request body in bytes; a larger one gets 413.
@@ -72,6 +75,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for Retry-After. Default time.Now.
 	Now func() time.Time
+	// Ledger adjusts the ledger endpoints (how long a post keeps retrying
+	// against other writers). Default: ledger.New's defaults.
+	Ledger *ledger.Options
 }
 
 func (o *Options) withDefaults() Options {
@@ -112,6 +118,7 @@ func setDefault[T int | int64 | time.Duration](p *T, def T) {
 // shutdown. It does not own the store: close it after Serve returns.
 type Server struct {
 	repo    repo.Repo
+	ledger  *ledger.Ledger
 	opts    Options
 	mux     *http.ServeMux
 	metrics *metrics
@@ -132,7 +139,7 @@ var _ http.Handler = (*Server)(nil)
 // New returns a Server answering the HTTP API from r.
 func New(r repo.Repo, opts *Options) *Server {
 	o := opts.withDefaults()
-	s := &Server{repo: r, opts: o, mux: http.NewServeMux(), log: o.Logger}
+	s := &Server{repo: r, ledger: ledger.New(r, o.Ledger), opts: o, mux: http.NewServeMux(), log: o.Logger}
 	if o.Token != "" {
 		s.token = sha256.Sum256([]byte(o.Token))
 	}
@@ -161,6 +168,24 @@ func (s *Server) routes() {
 	s.handle("GET /v1/conversations/{cid}", s.showConversation)
 	s.handle("GET /v1/conversations", s.listConversations)
 	s.handle("GET /v1/search", s.search)
+	s.handle("POST /v1/conversations/{cid}/fork", s.fork)
+	s.handle("DELETE /v1/conversations/{cid}", s.deleteConversation)
+	s.handle("PUT /v1/conversations/{cid}/title", s.setTitle)
+	s.handle("PUT /v1/conversations/{cid}/system", s.setSystem)
+	s.handle("POST /v1/conversations/{cid}/start", s.start)
+	s.handle("POST /v1/conversations/{cid}/end", s.end)
+	s.handle("POST /v1/conversations/{cid}/reopen", s.reopen)
+	s.handle("POST /v1/conversations/{cid}/clear", s.clear)
+	s.handle("POST /v1/conversations/{cid}/pop", s.pop)
+	s.handle("POST /v1/conversations/{cid}/usage", s.usage)
+	s.handle("GET /v1/users/{uid}/usage", s.userUsage)
+	s.handle("GET /v1/resolve", s.resolve)
+	s.handle("GET /v1/users/{uid}/current", s.current)
+	s.handle("PUT /v1/users/{uid}/current", s.setCurrent)
+	s.mux.Handle("GET "+ui.Prefix, ui.Handler())
+	s.mux.Handle("GET /ui", http.RedirectHandler(ui.Prefix, http.StatusMovedPermanently))
+	s.handle("POST /v1/users/{uid}/ledger", s.postLedger)
+	s.handle("GET /v1/users/{uid}/balance", s.balance)
 }
 
 // handlerFunc is an endpoint: it writes a success response itself and
@@ -212,7 +237,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	if s.opts.Token != "" && r.URL.Path != "/healthz" && !s.authorized(r) {
+	if s.opts.Token != "" && !public(r.URL.Path) && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="chatlog"`)
 		s.writeError(w, r, &apiError{status: http.StatusUnauthorized, Code: codeUnauthorized,
 			Message: "missing or wrong bearer token (Authorization: Bearer <token>)"})
@@ -223,6 +248,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// public reports whether path is served without the bearer token: the
+// health check, and the replay debugger's static assets, which hold no
+// data (the page sends the token with its API requests).
+func public(path string) bool {
+	return path == "/healthz" || path == "/ui" || strings.HasPrefix(path, ui.Prefix)
 }
 
 // authorized reports whether r carries the bearer token. Both sides are
@@ -347,7 +379,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(s.close)
-	s.log.Info("listening", slog.String("addr", ln.Addr().String()))
+	s.log.Info("listening", slog.String("addr", ln.Addr().String()),
+		slog.String("replay_debugger", "http://"+ln.Addr().String()+ui.Prefix))
 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()

@@ -69,6 +69,12 @@ var appendCommand = &command{
 			if err != nil {
 				return err
 			}
+			if events.IsAccountStream(e.ConversationID) {
+				// Validate lets a ledger_entry into its account stream;
+				// only the ledger may write one there, with its guards.
+				return &events.FieldError{Field: "conversation_id", Reason: fmt.Sprintf(
+					"ids beginning with %q are reserved for per-user account streams; use 'chatlog ledger'", events.AccountStreamPrefix)}
+			}
 			var opts repo.AppendOptions
 			if expected.set {
 				opts.Expected = repo.ExpectSeq(expected.v)

@@ -113,7 +113,7 @@ var demoCommand = &command{
 			if err != nil {
 				return err
 			}
-			if err := replay(ctx, env.stdout, r, cid, 0, 0, *withDeltas, false); err != nil {
+			if err := replay(ctx, env.stdout, r, replayQuery{conv: cid, withDeltas: *withDeltas}); err != nil {
 				return err
 			}
 			// The main job end to end: what the model is sent next.

@@ -96,6 +96,12 @@ var cases = []testCase{
 	{"Finish", finishCases},
 	{"FailTurn", failCases},
 	{"Streams", streamCases},
+	{"Fork", forkCases},
+	{"Erase", eraseCases},
+	{"Title", titleCases},
+	{"Resolve", resolveCases},
+	{"Usage", usageCases},
+	{"Ledger", ledgerCases},
 }
 
 type suite struct {
@@ -134,10 +140,14 @@ func (s *suite) fresh(t *testing.T) *env {
 //
 //   - All yields strictly increasing pos values and every event id once;
 //   - for every conversation All shows, Events yields seqs 1..Head with no
-//     gap or repeat, the same events (id, seq, pos) as All, in pos order;
+//     gap or repeat, the same events (id, seq, pos) as All, in pos order
+//     (for a branch, its lineage's: see repo.Management);
 //   - no request_id appears twice within a conversation;
 //   - Last agrees with the tail of Events and ByRequestID finds events by
-//     their key (sampled).
+//     their key (sampled);
+//   - in every user's ledger (events.LedgerStreamPrefix), each entry's
+//     balance is the one before it plus or minus its amount, never
+//     negative.
 //
 // Run calls it after every subtest; backends may call it in their own tests.
 func Check(t testing.TB, r repo.Repo) {
@@ -187,7 +197,21 @@ func Check(t testing.TB, r repo.Repo) {
 	}
 	sampled := 0
 	for _, conv := range order {
-		fromAll := convs[conv]
+		// A branch's history is its lineage's: each ancestor's events
+		// up to the seq its child forks at, then its own.
+		segs, err := r.Lineage(ctx, conv)
+		if err != nil {
+			bad("Lineage(%q): %v", conv, err)
+			continue
+		}
+		var fromAll []events.Event
+		for _, sg := range segs {
+			for _, e := range convs[sg.ConversationID] {
+				if e.Seq > sg.AfterSeq && (sg.UntilSeq == 0 || e.Seq <= sg.UntilSeq) {
+					fromAll = append(fromAll, e)
+				}
+			}
+		}
 		evs, err := collect(r.Events(ctx, conv, repo.Range{}))
 		if err != nil {
 			bad("Events(%q): %v", conv, err)
@@ -208,21 +232,21 @@ func Check(t testing.TB, r repo.Repo) {
 			if e.Seq != int64(i+1) {
 				bad("conversation %q: Events yields seq %d at index %d (want %d: seqs must be 1..head, contiguous)", conv, e.Seq, i, i+1)
 			}
-			if e.ConversationID != conv {
-				bad("Events(%q) yields event %s of conversation %q", conv, e.ID, e.ConversationID)
-			}
 			if i < len(fromAll) {
-				if a := fromAll[i]; a.ID != e.ID || a.Seq != e.Seq || a.Pos != e.Pos {
-					bad("conversation %q: Events[%d] is id %s seq %d pos %d, but in pos order All has id %s seq %d pos %d",
-						conv, i, e.ID, e.Seq, e.Pos, a.ID, a.Seq, a.Pos)
+				if a := fromAll[i]; a.ID != e.ID || a.Seq != e.Seq || a.Pos != e.Pos || a.ConversationID != e.ConversationID {
+					bad("conversation %q: Events[%d] is id %s seq %d pos %d of %q, but its lineage in All has id %s seq %d pos %d of %q",
+						conv, i, e.ID, e.Seq, e.Pos, e.ConversationID, a.ID, a.Seq, a.Pos, a.ConversationID)
 				}
 			}
-			if e.RequestID != "" {
+			if e.RequestID != "" && e.ConversationID == conv {
 				if prev, dup := rids[e.RequestID]; dup {
 					bad("conversation %q: request_id %q appears twice (seq %d and %d)", conv, e.RequestID, prev, e.Seq)
 				}
 				rids[e.RequestID] = e.Seq
 			}
+		}
+		if strings.HasPrefix(conv, events.LedgerStreamPrefix) {
+			checkLedger(conv, evs, bad)
 		}
 		if len(evs) > 0 {
 			n := min(3, len(evs))
@@ -236,7 +260,7 @@ func Check(t testing.TB, r repo.Repo) {
 		// Sample ByRequestID: about 200 look-ups per check in all.
 		step := max(1, len(all)/200)
 		for i, e := range evs {
-			if e.RequestID == "" || (sampled+i)%step != 0 {
+			if e.RequestID == "" || e.ConversationID != conv || (sampled+i)%step != 0 {
 				continue
 			}
 			got, err := r.ByRequestID(ctx, conv, e.RequestID)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"math"
 	"time"
 
 	"github.com/ncruces/go-sqlite3"
@@ -148,55 +147,6 @@ func (r *Repo) AppendEach(ctx context.Context, evs []events.Event, opts repo.App
 // eachChunk is how many events AppendEach prepares before queueing them.
 const eachChunk = 128
 
-// Events implements repo.Repo.
-func (r *Repo) Events(ctx context.Context, conversationID string, rg repo.Range) iter.Seq2[events.Event, error] {
-	return func(yield func(events.Event, error) bool) {
-		after, until, left := rg.AfterSeq, rg.UntilSeq, rg.Limit
-		if until <= 0 {
-			until = math.MaxInt64
-		}
-		for {
-			n := pageSize
-			if rg.Limit > 0 {
-				if left <= 0 {
-					return
-				}
-				n = min(n, left)
-			}
-			page, err := r.page(ctx, qRange, conversationID, after, until, int64(n))
-			if err != nil {
-				yield(events.Event{}, err)
-				return
-			}
-			for _, e := range page {
-				if !yield(e, nil) {
-					return
-				}
-				after = e.Seq
-				left--
-			}
-			if len(page) < n {
-				return
-			}
-		}
-	}
-}
-
-// Last implements repo.Repo.
-func (r *Repo) Last(ctx context.Context, conversationID string, n int) ([]events.Event, error) {
-	if n <= 0 {
-		return []events.Event{}, ctx.Err()
-	}
-	page, err := r.page(ctx, qLast, conversationID, int64(n))
-	if err != nil {
-		return nil, err
-	}
-	for i, j := 0, len(page)-1; i < j; i, j = i+1, j-1 {
-		page[i], page[j] = page[j], page[i]
-	}
-	return page, nil
-}
-
 // ByRequestID implements repo.Repo.
 func (r *Repo) ByRequestID(ctx context.Context, conversationID, requestID string) (events.Event, error) {
 	var (
@@ -215,36 +165,6 @@ func (r *Repo) ByRequestID(ctx context.Context, conversationID, requestID string
 		return events.Event{}, fmt.Errorf("request_id %q in conversation %q: %w", requestID, conversationID, repo.ErrNotFound)
 	}
 	return ev, nil
-}
-
-// ContextMarkers implements repo.Repo.
-func (r *Repo) ContextMarkers(ctx context.Context, conversationID string, untilSeq int64) (repo.ContextMarkers, error) {
-	if untilSeq <= 0 {
-		untilSeq = math.MaxInt64
-	}
-	var m repo.ContextMarkers
-	err := r.read(ctx, func(c *conn) error {
-		for _, q := range []string{qLatestStarted, qLatestPromptSet} {
-			ev, found, err := lookupRow(c, q, conversationID, untilSeq)
-			if err != nil {
-				return err
-			}
-			if found && (m.Prompt == nil || ev.Seq > m.Prompt.Seq) {
-				m.Prompt = &ev
-			}
-		}
-		s, err := c.stmt(qLatestClear)
-		if err != nil {
-			return err
-		}
-		defer s.Reset()
-		bind(s, conversationID, untilSeq)
-		if s.Step() {
-			m.ClearSeq = s.ColumnInt64(0)
-		}
-		return s.Err()
-	})
-	return m, err
 }
 
 // Head implements repo.Repo.

@@ -44,8 +44,6 @@ WHERE conversation_id = ? AND request_id = ?`
 
 	qRange = `SELECT ` + eventColumns + ` FROM {p}events
 WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?+0`
-	qLast = `SELECT ` + eventColumns + ` FROM {p}events
-WHERE conversation_id = ? ORDER BY seq DESC LIMIT ?+0`
 	qAfterPos = `SELECT ` + eventColumns + ` FROM {p}events WHERE pos > ? ORDER BY pos LIMIT ?+0`
 
 	qIntegrityCheck = `PRAGMA integrity_check`
@@ -151,20 +149,49 @@ WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1`
 WHERE conversation_id = ? AND seq > ? ORDER BY seq LIMIT 1`
 )
 
-// Context markers: each lookup names one type as a literal, which SQLite
-// can prove implies the partial index's predicate (type = ... OR ...), so
-// it reads one entry of that index. INDEXED BY keeps the planner from
-// walking the whole conversation back through its seq index instead.
+// Lineage, erasure and titles (Management).
 const (
-	qLatestStarted = `SELECT ` + eventColumns + ` FROM {p}events INDEXED BY {p}events_context_markers
-WHERE conversation_id = ? AND type = 'conversation_started' AND seq <= ?
+	qBranchOf   = `SELECT parent_id, parent_seq FROM {p}branches WHERE conversation_id = ?`
+	qBranchPut  = `INSERT INTO {p}branches (conversation_id, parent_id, parent_seq) VALUES (?, ?, ?)`
+	qBranchesOf = `SELECT conversation_id FROM {p}branches WHERE parent_id = ? ORDER BY conversation_id`
+	qRangeDesc  = `SELECT ` + eventColumns + ` FROM {p}events
+WHERE conversation_id = ? AND seq > ? AND seq <= ? ORDER BY seq DESC LIMIT ?+0`
+	qLatestStartedIn = `SELECT ` + eventColumns + ` FROM {p}events INDEXED BY {p}events_context_markers
+WHERE conversation_id = ? AND type = 'conversation_started' AND seq > ? AND seq <= ?
 ORDER BY seq DESC LIMIT 1`
-	qLatestPromptSet = `SELECT ` + eventColumns + ` FROM {p}events INDEXED BY {p}events_context_markers
-WHERE conversation_id = ? AND type = 'system_prompt_set' AND seq <= ?
+	qLatestPromptSetIn = `SELECT ` + eventColumns + ` FROM {p}events INDEXED BY {p}events_context_markers
+WHERE conversation_id = ? AND type = 'system_prompt_set' AND seq > ? AND seq <= ?
 ORDER BY seq DESC LIMIT 1`
-	qLatestClear = `SELECT seq FROM {p}events INDEXED BY {p}events_context_markers
-WHERE conversation_id = ? AND type = 'conversation_cleared' AND seq <= ?
+	qLatestClearIn = `SELECT seq FROM {p}events INDEXED BY {p}events_context_markers
+WHERE conversation_id = ? AND type = 'conversation_cleared' AND seq > ? AND seq <= ?
 ORDER BY seq DESC LIMIT 1`
+
+	// Erasure. The search index keeps no text, so a row leaves it by a
+	// 'delete' naming the text it was indexed with; only rows indexed
+	// already (pos at most the last committed) are in it.
+	qEraseSearch = `INSERT INTO {p}message_search ({p}message_search, rowid, content)
+SELECT 'delete', pos, content FROM {p}searchable_messages WHERE conversation_id = ? AND pos <= ?`
+	qEraseEvents     = `DELETE FROM {p}events WHERE conversation_id = ?`
+	qEraseTurns      = `DELETE FROM {p}turns WHERE conversation_id = ?`
+	qEraseSummary    = `DELETE FROM {p}conversations WHERE conversation_id = ?`
+	qEraseBranch     = `DELETE FROM {p}branches WHERE conversation_id = ?`
+	qPruneCandidates = `SELECT conversation_id FROM {p}conversations
+WHERE ended = 1 AND last_active_at < ? AND (?2 = '' OR source = ?2) ORDER BY conversation_id`
+	qSecureDeleteOn  = `PRAGMA secure_delete = ON`
+	qSecureDeleteOff = `PRAGMA secure_delete = OFF`
+	qCheckpoint      = `PRAGMA wal_checkpoint(TRUNCATE)`
+
+	qTitleHolder = `SELECT conversation_id FROM {p}conversations WHERE title = ? AND conversation_id <> ? LIMIT 1`
+	// A title's lineage: the base and "base #n" (digits sort below ':').
+	qTitleLineage = `SELECT conversation_id, title FROM {p}conversations
+WHERE title = ?1 OR (title > ?1 || ' #' AND title < ?1 || ' #:')`
+	qTitleOf        = `SELECT title FROM {p}conversations WHERE conversation_id = ?`
+	qLatestTitleSet = `SELECT ` + eventColumns + ` FROM {p}events
+WHERE conversation_id = ? AND type = 'title_set' ORDER BY seq DESC LIMIT 1`
+	qConversationExists = `SELECT 1 FROM {p}conversations WHERE conversation_id = ?`
+	qIDPrefix           = `SELECT conversation_id FROM {p}conversations
+WHERE conversation_id >= ? AND conversation_id < ? ORDER BY conversation_id LIMIT 5`
+	qUserSummaries = `SELECT summary FROM {p}conversations WHERE user_id = ?`
 )
 
 // Storage statistics: one scan of the log, grouped by type. The payload
@@ -178,6 +205,9 @@ const (
     coalesce(sum(chatlog_raw_length(content)), 0) + coalesce(sum(chatlog_raw_length(body)), 0) + coalesce(sum(chatlog_raw_length(parts_text)), 0),
     coalesce(sum(typeof(content) = 'blob'), 0) + coalesce(sum(substr(body, 1, 1) = x'00'), 0) + coalesce(sum(typeof(parts_text) = 'blob'), 0)
 FROM {p}events GROUP BY type ORDER BY type`
-	// Read from the (conversation_id, seq) index alone.
-	qStatsConversations = `SELECT count(DISTINCT conversation_id) FROM {p}events`
+	// From the (conversation_id, seq) index alone; account streams (ids
+	// starting with the bound events.AccountStreamPrefix) are no
+	// conversations.
+	qStatsConversations = `SELECT count(DISTINCT conversation_id) FROM {p}events
+WHERE substr(conversation_id, 1, length(?1)) <> ?1`
 )

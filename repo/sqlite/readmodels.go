@@ -28,8 +28,8 @@ func (w *writer) applyReadModels(evs []events.Event) error {
 	messages := false
 	for i := range evs {
 		e := &evs[i]
-		if e.Type == events.TypeAssistantDelta {
-			continue // chunks leave summaries alone (projection.Summarize)
+		if e.Type == events.TypeAssistantDelta || !projection.Listed(e.ConversationID) {
+			continue // chunks and account streams leave summaries alone (projection.Summarize)
 		}
 		switch e.Type {
 		case events.TypeUserMessage, events.TypeAssistantMessage, events.TypeToolResult:
@@ -39,7 +39,9 @@ func (w *writer) applyReadModels(evs []events.Event) error {
 		if err != nil {
 			return err
 		}
-		projection.Summarize(s, e)
+		if err := summarize(s, e, w.history); err != nil {
+			return err
+		}
 		dirty[e.ConversationID] = s
 	}
 	for _, s := range dirty {
@@ -50,7 +52,9 @@ func (w *writer) applyReadModels(evs []events.Event) error {
 	// One statement indexes the whole batch: FTS5 flushes its pending
 	// terms to disk at every statement of a transaction, and one insert
 	// per message made tiny segments and constant merging (costlier than
-	// writing the events themselves).
+	// writing the events themselves). The index takes messages only,
+	// which account streams cannot hold (events.Validate), so it never
+	// needs projection.Listed.
 	first, last := evs[0].Pos, evs[len(evs)-1].Pos
 	if messages { // a commit of chunks alone has nothing to index
 		if err := w.exec(qSearchIndexRange, first, last); err != nil {
@@ -324,7 +328,11 @@ func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *eve
 		if check != nil {
 			check(&e)
 		}
-		sums.apply(&e)
+		if err := sums.apply(&e, func(parent string, until int64) (repo.Summary, error) {
+			return r.history(ctx, parent, until)
+		}); err != nil {
+			return nil, 0, err
+		}
 		last = e.Pos
 		if n++; progress != nil && n%10000 == 0 {
 			progress(n)
@@ -339,13 +347,47 @@ func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *eve
 // summaries are conversations' read models folded from the log.
 type summaries map[string]*repo.Summary
 
-func (sums summaries) apply(e *events.Event) {
+// apply folds e into its conversation's summary; history summarises a
+// branch's inherited events when e is its conversation_forked.
+func (sums summaries) apply(e *events.Event, history func(parent string, until int64) (repo.Summary, error)) error {
+	if !projection.Listed(e.ConversationID) {
+		return nil // account streams have no read model row
+	}
 	s := sums[e.ConversationID]
 	if s == nil {
 		s = &repo.Summary{}
 		sums[e.ConversationID] = s
 	}
+	return summarize(s, e, history)
+}
+
+// summarize folds e into s (projection.Summarize); a branch's
+// conversation_forked first brings in what history summarises of the
+// events the branch inherits.
+func summarize(s *repo.Summary, e *events.Event, history func(parent string, until int64) (repo.Summary, error)) error {
+	if e.Type == events.TypeConversationForked && s.Events == 0 {
+		parent, _ := e.ExtraString("parent_id")
+		at, _ := e.ExtraInt("parent_seq")
+		h, err := history(parent, at)
+		if err != nil {
+			return fmt.Errorf("sqlite: summarise the history of branch %q: %w", e.ConversationID, err)
+		}
+		projection.Inherit(s, h)
+	}
 	projection.Summarize(s, e)
+	return nil
+}
+
+// history folds a branch's inherited events, read on read connections.
+func (r *Repo) history(ctx context.Context, parent string, until int64) (repo.Summary, error) {
+	var s repo.Summary
+	for e, err := range r.Events(ctx, parent, repo.Range{UntilSeq: until}) {
+		if err != nil {
+			return repo.Summary{}, err
+		}
+		projection.Summarize(&s, &e)
+	}
+	return s, nil
 }
 
 // foldLate folds into sums, inside the write transaction, the events a
@@ -360,7 +402,9 @@ func (w *writer) foldLate(sums summaries, upTo int64, check func(e *events.Event
 		if check != nil {
 			check(&late[i])
 		}
-		sums.apply(&late[i])
+		if err := sums.apply(&late[i], w.history); err != nil {
+			return 0, err
+		}
 		upTo = late[i].Pos
 	}
 	return upTo, nil
@@ -468,7 +512,11 @@ func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]st
 			report("pos %d follows pos %d", e.Pos, lastPos)
 		}
 		lastPos = e.Pos
-		if want := heads[e.ConversationID] + 1; e.Seq != want {
+		head, seen := heads[e.ConversationID]
+		if at, ok := e.ExtraInt("parent_seq"); !seen && ok && e.Type == events.TypeConversationForked {
+			head = at // a branch's seqs continue its parent's
+		}
+		if want := head + 1; e.Seq != want {
 			report("conversation %q: seq %d where %d was expected", e.ConversationID, e.Seq, want)
 		}
 		heads[e.ConversationID] = e.Seq

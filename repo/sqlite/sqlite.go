@@ -320,12 +320,31 @@ func (r *Repo) openConn(ctx context.Context, writer bool) (*conn, error) {
 		pragmas = append(pragmas, `PRAGMA cache_size = -8192`, `PRAGMA query_only = ON`)
 	}
 	for _, p := range pragmas {
-		if err := db.Exec(p); err != nil {
+		if err := execRetryBusy(ctx, db, p, r.opts.BusyTimeout); err != nil {
 			c.close()
 			return nil, fmt.Errorf("sqlite: %s: %w", p, err)
 		}
 	}
 	return c, nil
+}
+
+// execRetryBusy runs a statement, retrying while the database is busy for
+// up to timeout. Switching a new file to WAL takes an exclusive lock
+// without calling the busy handler, so processes opening one fresh file
+// together would otherwise fail at once with "database is locked".
+func execRetryBusy(ctx context.Context, db *sqlite3.Conn, query string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		err := db.Exec(query)
+		if err == nil || !(errors.Is(err, sqlite3.BUSY) || errors.Is(err, sqlite3.LOCKED)) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
 }
 
 // stmt returns the connection's prepared statement for query, reset and

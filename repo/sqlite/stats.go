@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+
+	"github.com/chatlog/chatlog/events"
 )
 
 // StorageStats is what a store holds and what it takes on disk.
@@ -13,7 +15,8 @@ type StorageStats struct {
 	// Events counts the events in the log; ByType splits it by type.
 	Events int64            `json:"events"`
 	ByType map[string]int64 `json:"by_type"`
-	// Conversations counts the conversations with at least one event.
+	// Conversations counts the conversations with at least one event
+	// (account streams, such as users' ledgers, are none).
 	Conversations int64 `json:"conversations"`
 	// Payload is what message payloads take, compressed and not.
 	Payload PayloadStats `json:"payload"`
@@ -64,6 +67,7 @@ func (r *Repo) StorageStats(ctx context.Context) (StorageStats, error) {
 			return err
 		}
 		defer cs.Reset()
+		cs.BindText(1, events.AccountStreamPrefix)
 		if !cs.Step() {
 			return cmpErr(cs.Err(), "sqlite: count conversations")
 		}

@@ -173,6 +173,12 @@ type writer struct {
 	// summaries caches conversations' read models; valid like heads.
 	summaries map[string]*repo.Summary
 
+	// txnTitles maps each title set in the open transaction to its
+	// conversation, and txnTitleOf the other way: titles are unique, and
+	// the read model the check reads is written only at commit.
+	txnTitles  map[string]string
+	txnTitleOf map[string]string
+
 	// loading is set while the bulk path (AppendEach) writes.
 	loading bool
 
@@ -222,6 +228,8 @@ func (w *writer) run() {
 func (w *writer) commit(batch []*request) {
 	w.pending = make(map[string]int64)
 	w.touched = make(map[string]struct{})
+	w.txnTitles = make(map[string]string)
+	w.txnTitleOf = make(map[string]string)
 	w.broken = nil
 	w.txnEvents = w.txnEvents[:0]
 	defer clear(w.c.packed) // texts of this transaction only
@@ -522,6 +530,14 @@ func (w *writer) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, e
 			return w.storedOr(p, err)
 		}
 	}
+	title, setsTitle := titleOf(&ev)
+	if setsTitle && !w.loading {
+		// Titles are unique among live writes; a loaded log keeps the
+		// titles it had.
+		if err := w.checkTitle(conv, title); err != nil {
+			return w.storedOr(p, err)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		head, err := w.head(conv)
 		if err != nil {
@@ -531,6 +547,12 @@ func (w *writer) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, e
 		switch {
 		case expecting && want != head:
 			return w.storedOr(p, &repo.SeqConflictError{ConversationID: conv, Expected: want, Actual: head})
+		case ev.Type == events.TypeConversationForked:
+			seq, err := w.forkSeq(&ev, opts.KeepSeq, head)
+			if err != nil {
+				return w.storedOr(p, err)
+			}
+			ev.Seq = seq
 		case opts.KeepSeq && ev.Seq != head+1:
 			return w.storedOr(p, &repo.SeqConflictError{ConversationID: conv, Expected: ev.Seq - 1, Actual: head})
 		case !opts.KeepSeq:
@@ -548,6 +570,15 @@ func (w *writer) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, e
 			if err := w.trackTurn(&ev); err != nil {
 				w.broken = fmt.Errorf("sqlite: track turn after insert: %w", err)
 				return repo.Result{}, w.broken
+			}
+			if ev.Type == events.TypeConversationForked {
+				if err := w.recordBranch(&ev); err != nil {
+					w.broken = fmt.Errorf("sqlite: record branch after insert: %w", err)
+					return repo.Result{}, w.broken
+				}
+			}
+			if setsTitle {
+				w.noteTitle(conv, title)
 			}
 			return repo.Result{Event: ev, Outcome: repo.Appended}, nil
 		}
