@@ -316,3 +316,45 @@ func sqlConstants(t *testing.T, file string) map[string]string {
 	}
 	return out
 }
+
+// TestTablePrefix_EraseCompressed: erasing a conversation of compressed
+// messages under one prefix takes its words out of that store's search
+// index exactly (the index checks clean) and leaves the same conversation
+// of the store beside it untouched.
+func TestTablePrefix_EraseCompressed(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "erase.db")
+	g := newSynthChat(t, 23)
+	stores := []*sqlite.Repo{openPrefixed(t, path, ""), openPrefixed(t, path, "app_")}
+	for _, r := range stores {
+		for i := range 3 {
+			mustAppend(t, r, events.Event{ConversationID: "doomed", Type: events.TypeUserMessage,
+				Content: events.NewText(g.text(1500) + " ornithocheirus")})
+			mustAppend(t, r, events.Event{ConversationID: "kept", Type: events.TypeAssistantMessage,
+				Content: events.NewParts(events.TextPart(g.text(1000+i*500)), events.TextPart("tapejara"))})
+		}
+	}
+	if _, err := stores[1].Delete(ctx, "doomed", repo.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range stores {
+		want := map[string]int{"ornithocheirus": 3, "tapejara": 3}
+		if i == 1 {
+			want["ornithocheirus"] = 0
+		}
+		for word, n := range want {
+			if hits, err := r.Search(ctx, repo.SearchQuery{Query: word}); err != nil || len(hits) != n {
+				t.Errorf("store %d: %d hits for %s (%v), want %d", i, len(hits), word, err, n)
+			}
+		}
+		if problems, err := r.VerifyReadModels(ctx, nil); err != nil || len(problems) != 0 {
+			t.Errorf("store %d: verify after erasure: %v %q", i, err, problems)
+		}
+		if err := r.RebuildReadModels(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if head, _ := stores[0].Head(ctx, "doomed"); head != 3 {
+		t.Errorf("the unprefixed store's doomed conversation has head %d, want 3", head)
+	}
+}
