@@ -407,6 +407,9 @@ func migrate(ctx context.Context, c *conn) error {
 		return err
 	}
 	sort.Strings(names)
+	if err := refuseNewer(c, names); err != nil {
+		return err
+	}
 	for _, name := range names {
 		base := strings.TrimPrefix(name, "migrations/")
 		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
@@ -423,6 +426,36 @@ func migrate(ctx context.Context, c *conn) error {
 	}
 	return nil
 }
+
+// refuseNewer fails when the database was migrated by a newer chatlog:
+// this one would misread what the newer schema stores (compressed
+// payloads read as text, say) or write rows the newer one does not
+// expect.
+func refuseNewer(c *conn, names []string) error {
+	known := 0
+	for _, name := range names {
+		if v, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(name, "migrations/"), "_", 2)[0]); err == nil {
+			known = max(known, v)
+		}
+	}
+	s, _, err := c.db.Prepare(render(qMigrationVersion, c.prefix))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if !s.Step() {
+		return cmpErr(s.Err(), "read migration version")
+	}
+	if applied := int(s.ColumnInt64(0)); applied > known {
+		return fmt.Errorf("%w: the database's schema is version %d, newer than this chatlog's %d; use the chatlog that wrote it, or a newer one",
+			ErrNewerSchema, applied, known)
+	}
+	return nil
+}
+
+// ErrNewerSchema is returned by Open for a database a newer chatlog
+// migrated.
+var ErrNewerSchema = errors.New("sqlite: database schema is newer than this build")
 
 func applyMigration(ctx context.Context, c *conn, version int, name, body string) (err error) {
 	if err := ctx.Err(); err != nil {
