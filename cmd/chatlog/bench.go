@@ -320,7 +320,7 @@ func runBench(ctx context.Context, env *env, workloads []benchWorkload, scale be
 		loc = report.Database
 	}
 
-	r, err := openStore(ctx, loc)
+	r, err := openStore(ctx, loc, "")
 	if err != nil {
 		return nil, fmt.Errorf("open the scratch database %s: %w", report.Database, err)
 	}

@@ -39,12 +39,16 @@ type store interface {
 
 // openStore opens the store --db names: a postgres:// or postgresql://
 // URL selects PostgreSQL, anything else is a SQLite file (":memory:" a
-// throw-away one). Every command and the server open their store here.
-func openStore(ctx context.Context, db string) (store, error) {
+// throw-away one), whose tables may carry a prefix. Every command and the
+// server open their store here.
+func openStore(ctx context.Context, db, tablePrefix string) (store, error) {
 	if postgres.IsURL(db) {
+		if tablePrefix != "" {
+			return nil, usageErr("--table-prefix (or $CHATLOG_TABLE_PREFIX) names tables in a SQLite file; on PostgreSQL give each application a schema of its own (?search_path=NAME in the URL)")
+		}
 		return postgres.Open(ctx, db, nil)
 	}
-	return sqlite.Open(ctx, db, nil)
+	return sqlite.Open(ctx, db, &sqlite.Options{TablePrefix: tablePrefix})
 }
 
 // dbName names a --db value in messages: a URL without its password.
@@ -67,8 +71,8 @@ type Main struct {
 	Stdout io.Writer
 	// Stderr receives errors, one line each, and progress on a terminal.
 	Stderr io.Writer
-	// Getenv looks up environment variables ($CHATLOG_DB); nil means
-	// os.Getenv.
+	// Getenv looks up environment variables ($CHATLOG_DB,
+	// $CHATLOG_TABLE_PREFIX); nil means os.Getenv.
 	Getenv func(string) string
 }
 
@@ -149,13 +153,17 @@ type env struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string // Main.Getenv, or os.Getenv
 	dbPath         string
+	tablePrefix    string // --table-prefix: sqlite.Options.TablePrefix
 	r              store
 }
 
 // repo opens the database on first use.
 func (e *env) repo(ctx context.Context) (repo.Repo, error) {
 	if e.r == nil {
-		r, err := openStore(ctx, e.dbPath)
+		r, err := openStore(ctx, e.dbPath, e.tablePrefix)
+		if errors.Is(err, sqlite.ErrInvalidOption) {
+			return nil, usageErr("--table-prefix (or $CHATLOG_TABLE_PREFIX): %w", err)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("open database %s: %w", dbName(e.dbPath), err)
 		}
@@ -193,6 +201,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	global := flag.NewFlagSet("chatlog", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
 	dbPath := global.String("db", dbDefault, "")
+	tablePrefix := global.String("table-prefix", getenv("CHATLOG_TABLE_PREFIX"), "")
 	if err := global.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			m.usage(m.Stdout)
@@ -229,7 +238,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		return m.fail(prog, usageErr("%s (run '%s --help')", flagError(err), prog))
 	}
 
-	e := &env{stdin: m.Stdin, stdout: m.Stdout, stderr: m.Stderr, getenv: getenv, dbPath: *dbPath}
+	e := &env{stdin: m.Stdin, stdout: m.Stdout, stderr: m.Stderr, getenv: getenv, dbPath: *dbPath, tablePrefix: *tablePrefix}
 	var err error
 	if args := fs.Args(); len(args) > 0 && !cmd.positional {
 		err = usageErr("unexpected argument %q", args[0])
@@ -307,7 +316,7 @@ func (m *Main) usage(w io.Writer) {
 	b.WriteString(`chatlog: an event-sourced chat log with exactly-once ingestion.
 
 Usage:
-  chatlog [--db PATH|URL] COMMAND [flags] [args]
+  chatlog [--db PATH|URL] [--table-prefix P] COMMAND [flags] [args]
 
 Commands:
 `)
@@ -320,9 +329,13 @@ Commands:
 	}
 	fmt.Fprintf(&b, `
 Global flags (before the command):
-  --db PATH|URL  the database: a SQLite file (default %s, or $CHATLOG_DB; ":memory:" for a
-                 throw-away run), or a PostgreSQL URL, postgres://user:pass@host:5432/db
-                 (add ?search_path=SCHEMA to keep the tables in a schema of their own)
+  --db PATH|URL      the database: a SQLite file (default %s, or $CHATLOG_DB; ":memory:" for a
+                     throw-away run), or a PostgreSQL URL, postgres://user:pass@host:5432/db
+                     (add ?search_path=SCHEMA to keep the tables in a schema of their own)
+  --table-prefix P   put P before the store's table names (default none, or $CHATLOG_TABLE_PREFIX),
+                     so several applications share one SQLite file, each seeing only its own data;
+                     letters, digits and _ (not first a digit), at most 32, e.g. app1_
+                     (on PostgreSQL, give each application a schema instead)
 
 Exit codes: 0 success, 1 runtime error or rejected input, 2 usage error,
 3 conflict (a key reused with another payload, a seq mismatch, a stale attempt),

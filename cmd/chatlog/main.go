@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	chatlog [--db PATH|URL] COMMAND [flags] [args]
+//	chatlog [--db PATH|URL] [--table-prefix P] COMMAND [flags] [args]
 //
 // --db (or $CHATLOG_DB) is a SQLite file, chatlog.db by default, or a
 // PostgreSQL URL (postgres://...), which every command and the server

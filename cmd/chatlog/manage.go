@@ -81,34 +81,31 @@ var endCommand = &command{
 	},
 }
 
-var reopenCommand = &command{
-	name:    "reopen",
-	args:    "--conversation C",
-	summary: "mark an ended conversation open again; prints the conversation_reopened event",
-	example: "chatlog reopen --conversation c1",
-	setup: func(fs *flag.FlagSet) runFunc {
-		conv := fs.String("conversation", "", "the conversation `ID` (required)")
-		return func(ctx context.Context, env *env, args []string) error {
-			return withConversation(ctx, env, *conv, func(r repo.Repo) (repo.Result, error) {
-				return conversation.Reopen(ctx, r, *conv)
-			})
-		}
-	},
-}
+var reopenCommand = eventCommand("reopen",
+	"mark an ended conversation open again; prints the conversation_reopened event",
+	"chatlog reopen --conversation c1", conversation.Reopen)
 
-var clearCommand = &command{
-	name:    "clear",
-	args:    "--conversation C",
-	summary: "record a clear: the model sees nothing before it, the history stays replayable; prints the event",
-	example: "chatlog clear --conversation c1",
-	setup: func(fs *flag.FlagSet) runFunc {
-		conv := fs.String("conversation", "", "the conversation `ID` (required)")
-		return func(ctx context.Context, env *env, args []string) error {
-			return withConversation(ctx, env, *conv, func(r repo.Repo) (repo.Result, error) {
-				return conversation.Clear(ctx, r, *conv)
-			})
-		}
-	},
+var clearCommand = eventCommand("clear",
+	"record a clear: the model sees nothing before it, the history stays replayable; prints the event",
+	"chatlog clear --conversation c1", conversation.Clear)
+
+// eventCommand is a command that records one event on --conversation,
+// with no other flag, and prints it.
+func eventCommand(name, summary, example string, record func(context.Context, repo.Repo, string) (repo.Result, error)) *command {
+	return &command{
+		name:    name,
+		args:    "--conversation C",
+		summary: summary,
+		example: example,
+		setup: func(fs *flag.FlagSet) runFunc {
+			conv := fs.String("conversation", "", "the conversation `ID` (required)")
+			return func(ctx context.Context, env *env, args []string) error {
+				return withConversation(ctx, env, *conv, func(r repo.Repo) (repo.Result, error) {
+					return record(ctx, r, *conv)
+				})
+			}
+		},
+	}
 }
 
 var systemCommand = &command{

@@ -99,15 +99,25 @@ func TestPostgres_CLI(t *testing.T) {
 	r = run(t, "", "--db", db, "stats")
 	wantCode(t, r, exitOK)
 	var st struct {
-		Events      int64            `json:"events"`
-		DBBytes     *int64           `json:"db_bytes"`
-		GroupCommit map[string]any   `json:"group_commit"`
-		ByType      map[string]int64 `json:"by_type"`
+		Events        int64            `json:"events"`
+		Conversations int64            `json:"conversations"`
+		DBBytes       *int64           `json:"db_bytes"`
+		GroupCommit   map[string]any   `json:"group_commit"`
+		ByType        map[string]int64 `json:"by_type"`
+		Payload       struct {
+			StoredBytes int64 `json:"stored_bytes"`
+			RawBytes    int64 `json:"raw_bytes"`
+		} `json:"payload"`
 	}
 	decodeDoc(t, r.stdout, &st)
-	if st.Events != 5 || st.DBBytes == nil || *st.DBBytes <= 0 || st.GroupCommit == nil {
-		t.Errorf("stats = %s; want 5 events, the tables' size and the writer's totals", r.stdout)
+	if st.Events != 5 || st.Conversations != 2 || st.ByType["user_message"] != 2 || st.DBBytes == nil || *st.DBBytes <= 0 ||
+		st.GroupCommit == nil || st.Payload.RawBytes <= 0 || st.Payload.StoredBytes < st.Payload.RawBytes {
+		t.Errorf("stats = %s; want 5 events in 2 conversations, their payload, the tables' size and the writers' totals", r.stdout)
 	}
+	// A table prefix is SQLite's: on PostgreSQL it is a usage error.
+	r = run(t, "", "--db", db, "--table-prefix", "app1_", "stats")
+	wantCode(t, r, exitUsage)
+	wantOneLine(t, r.stderr, "search_path")
 	// The password of a URL never appears in a message (nothing listens
 	// on port 1).
 	r = run(t, "", "--db", "postgres://postgres:hunter2@127.0.0.1:1/chatlog_test?sslmode=disable&connect_timeout=5", "stats")

@@ -5,14 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"math"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/chatlog/chatlog/events"
-	"github.com/chatlog/chatlog/projection"
 	"github.com/chatlog/chatlog/repo"
 	"github.com/chatlog/chatlog/repo/postgres"
 	"github.com/chatlog/chatlog/repo/sqlite"
@@ -219,90 +216,35 @@ var verifyCommand = &command{
 	},
 }
 
-// statsResult is what stats prints.
-type statsResult struct {
-	Events        int64            `json:"events"`
-	Conversations int64            `json:"conversations"`
-	ByType        map[string]int64 `json:"by_type"`
-	// DBBytes and WALBytes are the sizes of the database file and its
-	// write-ahead log; absent for ":memory:". For PostgreSQL, DBBytes is
-	// what the store's tables and indexes take, and WALBytes is absent.
-	DBBytes  *int64 `json:"db_bytes,omitempty"`
-	WALBytes *int64 `json:"wal_bytes,omitempty"`
-	// GroupCommit are the writer's totals since this process opened the
-	// database (sqlite.Stats or postgres.Stats).
-	GroupCommit any `json:"group_commit"`
-}
-
 var statsCommand = &command{
 	name:    "stats",
 	args:    "",
-	summary: "print counts (events, conversations, events per type), file sizes and this process's group-commit totals as one JSON document",
+	summary: "print counts (events, conversations, events per type), payload bytes stored and uncompressed, file sizes and this process's group-commit totals as one JSON document",
 	example: "chatlog --db chat.db stats",
 	setup: func(fs *flag.FlagSet) runFunc {
 		return func(ctx context.Context, env *env, args []string) error {
-			r, err := env.repo(ctx)
+			if _, err := env.repo(ctx); err != nil {
+				return err
+			}
+			st, err := storageStats(ctx, env.r)
 			if err != nil {
 				return err
 			}
-			res := statsResult{ByType: map[string]int64{}}
-			convs := map[string]struct{}{}
-			_, err = withEventProgress(env, "counting", func(progress func(int64)) error {
-				// One pass over the log: there is no per-type count in
-				// the store's interface.
-				for e, err := range r.All(ctx, 0) {
-					if err != nil {
-						return err
-					}
-					res.Events++
-					res.ByType[string(e.Type)]++
-					if projection.Listed(e.ConversationID) { // a user's ledger is no conversation
-						convs[e.ConversationID] = struct{}{}
-					}
-					if res.Events%10000 == 0 {
-						progress(res.Events)
-					}
-				}
-				progress(res.Events)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
-			res.Conversations = int64(len(convs))
-			if pg, ok := env.r.(*postgres.Repo); ok {
-				n, err := pg.Size(ctx)
-				if err != nil {
-					return err
-				}
-				res.DBBytes = &n
-			} else if env.dbPath != ":memory:" {
-				if res.DBBytes, err = fileSize(env.dbPath); err != nil {
-					return err
-				}
-				if res.WALBytes, err = fileSize(env.dbPath + "-wal"); err != nil {
-					return err
-				}
-				if res.WALBytes == nil {
-					res.WALBytes = new(int64) // no WAL file: nothing in it
-				}
-			}
-			res.GroupCommit = writerStats(env.r)
-			return writeJSON(env, res)
+			return writeJSON(env, st)
 		}
 	},
 }
 
-// writerStats returns the store's running totals (sqlite.Stats or
-// postgres.Stats).
-func writerStats(s store) any {
+// storageStats returns what the store holds and takes (sqlite's or
+// postgres's StorageStats).
+func storageStats(ctx context.Context, s store) (any, error) {
 	switch s := s.(type) {
 	case *sqlite.Repo:
-		return s.Stats()
+		return s.StorageStats(ctx)
 	case *postgres.Repo:
-		return s.Stats()
+		return s.StorageStats(ctx)
 	}
-	return nil
+	return nil, fmt.Errorf("stats: no storage statistics for %T", s)
 }
 
 // metrics returns the store's running totals as the server exports them.
@@ -337,19 +279,6 @@ func metrics(s store) map[string]float64 {
 		}
 	}
 	return nil
-}
-
-// fileSize returns the size of a file, nil when it does not exist.
-func fileSize(path string) (*int64, error) {
-	fi, err := os.Stat(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	n := fi.Size()
-	return &n, nil
 }
 
 // withEventProgress runs f with a progress callback that counts events

@@ -521,7 +521,12 @@ type statsOutput struct {
 	ByType        map[string]int64 `json:"by_type"`
 	DBBytes       *int64           `json:"db_bytes"`
 	WALBytes      *int64           `json:"wal_bytes"`
-	GroupCommit   *struct {
+	Payload       *struct {
+		StoredBytes      int64 `json:"stored_bytes"`
+		RawBytes         int64 `json:"raw_bytes"`
+		CompressedValues int64 `json:"compressed_values"`
+	} `json:"payload"`
+	GroupCommit *struct {
 		Appended int64 `json:"appended"`
 		Commits  int64 `json:"commits"`
 	} `json:"group_commit"`
@@ -576,6 +581,21 @@ func TestStats(t *testing.T) {
 	}
 	if st.GroupCommit == nil || st.GroupCommit.Appended != 0 {
 		t.Errorf("group_commit (this process appended nothing): %s", r.stdout)
+	}
+	// The demo's messages are all short: nothing compressed.
+	if st.Payload == nil || st.Payload.RawBytes < 2000 || st.Payload.StoredBytes != st.Payload.RawBytes || st.Payload.CompressedValues != 0 {
+		t.Errorf("payload of the demo: %s", r.stdout)
+	}
+	demo := *st.Payload
+	long := strings.Repeat("A long reply that repeats itself, as long replies do. ", 40)
+	wantCode(t, run(t, "", "--db", db, "append", "--conversation", "new", "--type", "assistant_message", "--content", long), 0)
+	r = run(t, "", "--db", db, "stats")
+	wantCode(t, r, 0)
+	st = statsOutput{}
+	decodeDoc(t, r.stdout, &st)
+	if st.Events != 39 || st.Conversations != int64(len(convs))+1 || st.Payload.CompressedValues != 1 ||
+		st.Payload.RawBytes != demo.RawBytes+int64(len(long)) || st.Payload.StoredBytes-demo.StoredBytes > int64(len(long))/4 {
+		t.Errorf("stats after a long message: %s\nwant it compressed (%d bytes raw)", r.stdout, len(long))
 	}
 
 	r = run(t, "", "--db", ":memory:", "stats")

@@ -303,5 +303,15 @@ ORDER BY c.relname`
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
 WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'm')`
 	qDropSchema = `DROP SCHEMA IF EXISTS `
-	qSetting    = `SELECT current_setting($1)`
+	// Storage statistics: per type, the events and their payloads' bytes
+	// as stored, uncompressed, and the values PostgreSQL compressed.
+	qStatsByType = `SELECT type, count(*),
+    coalesce(sum(coalesce(pg_column_size(content), 0) + coalesce(pg_column_size(body), 0) + coalesce(pg_column_size(parts_text), 0)), 0)::bigint,
+    coalesce(sum(coalesce(octet_length(content), 0) + coalesce(octet_length(body), 0) + coalesce(octet_length(parts_text), 0)), 0)::bigint,
+    (count(*) FILTER (WHERE pg_column_compression(content) IS NOT NULL)
+        + count(*) FILTER (WHERE pg_column_compression(body) IS NOT NULL)
+        + count(*) FILTER (WHERE pg_column_compression(parts_text) IS NOT NULL))::bigint
+FROM events GROUP BY type ORDER BY type`
+	qStatsConversations = `SELECT count(DISTINCT conversation_id) FROM events WHERE NOT starts_with(conversation_id, $1)`
+	qSetting            = `SELECT current_setting($1)`
 )

@@ -337,12 +337,22 @@ func scanEvent(s *sqlite3.Stmt) (events.Event, error) {
 		CreatedAt:      time.Unix(0, s.ColumnInt64(6)).UTC(),
 		Role:           events.Role(s.ColumnText(7)),
 	}
-	textSet := s.ColumnType(8) != sqlite3.NULL
+	// Payload columns may be compressed (see pack); extra never is.
 	var text string
+	typ := s.ColumnType(8)
+	textSet := typ != sqlite3.NULL
+	var err error
 	if textSet {
-		text = s.ColumnText(8)
+		text, err = unpackText(typ, s.ColumnRawBlob(8))
 	}
-	if err := e.DecodeStored(text, textSet, s.ColumnRawBlob(9), s.ColumnRawText(10)); err != nil {
+	var body []byte
+	if err == nil {
+		body, err = unpackBody(s.ColumnRawBlob(9))
+	}
+	if err == nil {
+		err = e.DecodeStored(text, textSet, body, s.ColumnRawText(10))
+	}
+	if err != nil {
 		return events.Event{}, fmt.Errorf("sqlite: event pos %d: %w", e.Pos, err)
 	}
 	return e, nil

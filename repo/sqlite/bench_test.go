@@ -153,3 +153,63 @@ func BenchmarkLast50(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAppendLarge measures appends of 2-8 KiB messages, where
+// storing the payload (and compressing it) costs most: AppendBatch with
+// 100-event batches, and single Appends from 64 goroutines.
+func BenchmarkAppendLarge(b *testing.B) {
+	g := newSynthChat(b, 1)
+	texts := make([]string, 512)
+	var textBytes int
+	for i := range texts {
+		texts[i] = g.text(2048 + g.rng.IntN(6*1024+1))
+		textBytes += len(texts[i])
+	}
+	large := func(conv string, n int) events.Event {
+		return events.Event{ConversationID: conv, Type: events.TypeAssistantMessage, RequestID: fmt.Sprintf("req-%d", n),
+			Model: "gpt-4o", Content: events.NewText(texts[n%len(texts)])}
+	}
+	mbPerEvent := float64(textBytes) / float64(len(texts)) / 1e6
+	b.Run("batch=100", func(b *testing.B) {
+		r := openBench(b, nil)
+		ctx := context.Background()
+		batch := make([]events.Event, 100)
+		n := 0
+		for b.Loop() {
+			for i := range batch {
+				batch[i] = large(fmt.Sprintf("c%d", n%16), n)
+				n++
+			}
+			if _, err := r.AppendBatch(ctx, batch, repo.AppendOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+		b.ReportMetric(float64(n)*mbPerEvent/b.Elapsed().Seconds(), "MB/s")
+	})
+	b.Run("appenders=64", func(b *testing.B) {
+		r := openBench(b, nil)
+		ctx := context.Background()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					n := int(next.Add(1))
+					if n > b.N {
+						return
+					}
+					if _, err := r.Append(ctx, large(fmt.Sprintf("c%d", n%64), n), repo.AppendOptions{}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		b.ReportMetric(float64(b.N)*mbPerEvent/b.Elapsed().Seconds(), "MB/s")
+	})
+}

@@ -29,10 +29,36 @@
 //     request_id, a virtual column generated from json_extract(extra,
 //     '$.request_id'), with a partial unique index on (conversation_id,
 //     request_id); fingerprint, the dedupe.Of hash a retry must match.
+//     content, body and parts_text (the text of multi-part content, for
+//     search) are compressed above CompressThreshold; see Compression.
 //   - log_state: the highest pos ever assigned, so erasing the newest
 //     events never lets a pos be reused.
 //   - schema_migrations: the numbered migrations (migrations/*.sql,
 //     embedded) applied, each in its own transaction at Open.
+//
+// With Options.TablePrefix every table, index and view (the search
+// index's content view too) carries the prefix, schema_migrations
+// included: stores under different prefixes share a file and nothing
+// else, each migrated on its own. The SQL writes each name as {p}name;
+// the validated prefix is spliced in when a statement is first prepared.
+//
+// # Compression
+//
+// A payload column value above CompressThreshold (512 bytes) is stored
+// compressed (Zstandard) when that makes it smaller: content and parts_text
+// then hold a BLOB instead of TEXT, body a BLOB that starts with a NUL
+// marker (JSON never does), each with a header naming the codec and the
+// uncompressed length. Chat text above the threshold typically halves.
+// Reads decompress; a damaged value is an error matching ErrCorrupt. Rows
+// written before compression stay as they are and read as before.
+// Fingerprints are of events, not stored bytes, so retries and conflicts
+// are judged the same either way. extra is never compressed: the
+// request_id column and its unique index are generated from it.
+//
+// The search index reads message text through the searchable_messages
+// view, which decompresses with the SQL function chatlog_inflate. Open
+// registers it on every connection; another client of the file needs
+// RegisterFunctions (or cannot read that view; the tables read as usual).
 //
 // # PRAGMAs
 //

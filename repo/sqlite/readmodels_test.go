@@ -94,7 +94,7 @@ func TestReadModels_Tampered(t *testing.T) {
 }
 
 // openRaw opens the database file directly, to damage it behind the
-// store's back.
+// store's back, with the extensions and functions the schema uses.
 func openRaw(t *testing.T, path string) *sqlite3.Conn {
 	t.Helper()
 	c, err := sqlite3.Open(path)
@@ -105,6 +105,9 @@ func openRaw(t *testing.T, path string) *sqlite3.Conn {
 		t.Fatal(err)
 	}
 	if err := fts5.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	if err := sqlite.RegisterFunctions(c); err != nil {
 		t.Fatal(err)
 	}
 	return c

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -61,6 +62,42 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives operational messages. Default slog.Default().
 	Logger *slog.Logger
+	// TablePrefix is put before the name of every table, index and view
+	// the store creates (its migrations table too), so several
+	// applications, or several stores of one, can share a database file:
+	// each sees only its own events, read models and search. It must
+	// match ^[A-Za-z_][A-Za-z0-9_]{0,31}$ and not start with "sqlite_";
+	// include a separator ("app1_" makes app1_events). SQLite names are
+	// case-insensitive: "App_" and "app_" name the same tables.
+	// Default "": no prefix.
+	TablePrefix string
+}
+
+// ErrInvalidOption is returned by Open for an Options field it cannot
+// use; the message names the field.
+var ErrInvalidOption = errors.New("sqlite: invalid option")
+
+var tablePrefixRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,31}$`)
+
+// checkTablePrefix refuses any prefix but a plain identifier: it is the
+// one thing spliced into SQL (see render).
+func checkTablePrefix(p string) error {
+	if p == "" {
+		return nil
+	}
+	if !tablePrefixRE.MatchString(p) {
+		return fmt.Errorf("%w: TablePrefix %q must match %s", ErrInvalidOption, p, tablePrefixRE)
+	}
+	if strings.HasPrefix(strings.ToLower(p), "sqlite_") {
+		return fmt.Errorf("%w: TablePrefix %q: names starting with sqlite_ are reserved by SQLite", ErrInvalidOption, p)
+	}
+	return nil
+}
+
+// render fills in the table prefix of a query or migration written with
+// {p} before each table, index and view name.
+func render(sql, prefix string) string {
+	return strings.ReplaceAll(sql, "{p}", prefix)
 }
 
 func (o *Options) withDefaults() Options {
@@ -104,6 +141,8 @@ type Repo struct {
 	opts   Options
 	dsn    string
 	memory bool // a process-private in-memory database (memdb)
+	// path is the database file, "" for memory.
+	path string
 
 	// closeMu guards closed and the send side of queue: appenders hold it
 	// shared while enqueueing, Close holds it exclusively to stop them.
@@ -136,6 +175,9 @@ func Open(ctx context.Context, path string, opts *Options) (*Repo, error) {
 	default:
 		return nil, fmt.Errorf("sqlite: unknown sync level %q (want FULL or NORMAL)", o.Sync)
 	}
+	if err := checkTablePrefix(o.TablePrefix); err != nil {
+		return nil, err
+	}
 	r := &Repo{opts: o}
 	if path == ":memory:" {
 		name := "chatlog-" + rand.Text()
@@ -143,6 +185,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Repo, error) {
 		r.memory = true
 		r.dsn = (&url.URL{Scheme: "file", Path: "/" + name, RawQuery: "vfs=memdb"}).String()
 	} else {
+		r.path = path
 		r.dsn = (&url.URL{Scheme: "file", Path: path}).String()
 		if !strings.HasPrefix(path, "/") {
 			// url.URL would make "a.db" an opaque URI; keep it relative.
@@ -223,7 +266,13 @@ func (r *Repo) closeReaders() error {
 // used by one goroutine at a time.
 type conn struct {
 	db    *sqlite3.Conn
-	stmts map[string]*sqlite3.Stmt
+	stmts map[string]*sqlite3.Stmt // by query as written, before render
+	// prefix is Options.TablePrefix, rendered into every statement.
+	prefix string
+	// packed maps the values the writer compressed in the open
+	// transaction to their text (chatlog_inflate reads it); nil on
+	// read connections.
+	packed map[string]string
 }
 
 func (r *Repo) openConn(ctx context.Context, writer bool) (*conn, error) {
@@ -231,7 +280,7 @@ func (r *Repo) openConn(ctx context.Context, writer bool) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", r.dsn, err)
 	}
-	c := &conn{db: db, stmts: make(map[string]*sqlite3.Stmt)}
+	c := &conn{db: db, stmts: make(map[string]*sqlite3.Stmt), prefix: r.opts.TablePrefix}
 	if err := db.BusyTimeout(r.opts.BusyTimeout); err != nil {
 		c.close()
 		return nil, fmt.Errorf("sqlite: set busy timeout: %w", err)
@@ -241,6 +290,19 @@ func (r *Repo) openConn(ctx context.Context, writer bool) (*conn, error) {
 	if err := fts5.Register(db); err != nil {
 		c.close()
 		return nil, fmt.Errorf("sqlite: register fts5: %w", err)
+	}
+	if err := RegisterFunctions(db); err != nil {
+		c.close()
+		return nil, fmt.Errorf("sqlite: register functions: %w", err)
+	}
+	if writer {
+		c.packed = make(map[string]string)
+		err := db.CreateFunction(fnInflate, 1, sqlite3.DETERMINISTIC|sqlite3.INNOCUOUS,
+			func(ctx sqlite3.Context, arg ...sqlite3.Value) { inflateCached(c.packed, ctx, arg...) })
+		if err != nil {
+			c.close()
+			return nil, fmt.Errorf("sqlite: register functions: %w", err)
+		}
 	}
 	// Per-connection settings, set on every connection it opens.
 	pragmas := []string{`PRAGMA foreign_keys = ON`, `PRAGMA temp_store = MEMORY`}
@@ -291,7 +353,7 @@ func (c *conn) stmt(query string) (*sqlite3.Stmt, error) {
 	if s, ok := c.stmts[query]; ok {
 		return s, nil
 	}
-	s, _, err := c.db.Prepare(query)
+	s, _, err := c.db.Prepare(render(query, c.prefix))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
 	}
@@ -337,7 +399,7 @@ func (r *Repo) read(ctx context.Context, f func(c *conn) error) error {
 // migrate applies the embedded migrations not yet recorded, each in its own
 // IMMEDIATE transaction, so processes opening one file at once agree.
 func migrate(ctx context.Context, c *conn) error {
-	if err := c.db.Exec(qMigrationsTable); err != nil {
+	if err := c.db.Exec(render(qMigrationsTable, c.prefix)); err != nil {
 		return fmt.Errorf("sqlite: create migrations table: %w", err)
 	}
 	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
@@ -345,6 +407,9 @@ func migrate(ctx context.Context, c *conn) error {
 		return err
 	}
 	sort.Strings(names)
+	if err := refuseNewer(c, names); err != nil {
+		return err
+	}
 	for _, name := range names {
 		base := strings.TrimPrefix(name, "migrations/")
 		version, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
@@ -362,6 +427,36 @@ func migrate(ctx context.Context, c *conn) error {
 	return nil
 }
 
+// refuseNewer fails when the database was migrated by a newer chatlog:
+// this one would misread what the newer schema stores (compressed
+// payloads read as text, say) or write rows the newer one does not
+// expect.
+func refuseNewer(c *conn, names []string) error {
+	known := 0
+	for _, name := range names {
+		if v, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(name, "migrations/"), "_", 2)[0]); err == nil {
+			known = max(known, v)
+		}
+	}
+	s, _, err := c.db.Prepare(render(qMigrationVersion, c.prefix))
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if !s.Step() {
+		return cmpErr(s.Err(), "read migration version")
+	}
+	if applied := int(s.ColumnInt64(0)); applied > known {
+		return fmt.Errorf("%w: the database's schema is version %d, newer than this chatlog's %d; use the chatlog that wrote it, or a newer one",
+			ErrNewerSchema, applied, known)
+	}
+	return nil
+}
+
+// ErrNewerSchema is returned by Open for a database a newer chatlog
+// migrated.
+var ErrNewerSchema = errors.New("sqlite: database schema is newer than this build")
+
 func applyMigration(ctx context.Context, c *conn, version int, name, body string) (err error) {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -371,7 +466,7 @@ func applyMigration(ctx context.Context, c *conn, version int, name, body string
 		return err
 	}
 	defer tx.End(&err)
-	s, _, err := c.db.Prepare(qMigrationVersion)
+	s, _, err := c.db.Prepare(render(qMigrationVersion, c.prefix))
 	if err != nil {
 		return err
 	}
@@ -385,10 +480,10 @@ func applyMigration(ctx context.Context, c *conn, version int, name, body string
 	if err := s.Reset(); err != nil {
 		return err
 	}
-	if err := c.db.Exec(body); err != nil {
+	if err := c.db.Exec(render(body, c.prefix)); err != nil {
 		return err
 	}
-	ins, _, err := c.db.Prepare(qMigrationRecord)
+	ins, _, err := c.db.Prepare(render(qMigrationRecord, c.prefix))
 	if err != nil {
 		return err
 	}

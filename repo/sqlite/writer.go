@@ -43,6 +43,10 @@ type prepared struct {
 	stored   events.Stored
 	fp       dedupe.Fingerprint
 	err      error // preparation failed; the event is not written
+
+	// text and parts are the content and parts_text compressed (see
+	// pack), nil when stored plain; stored.Body is packed in place.
+	text, parts []byte
 }
 
 // prepare validates and completes an event for appending.
@@ -92,7 +96,25 @@ func (r *Repo) prepare(e events.Event, keepSeq bool) prepared {
 	if p.fp, err = dedupe.OfEncoded(&p.ev, p.stored.ExtraJSON); err != nil {
 		p.err = fmt.Errorf("fingerprint: %w", err)
 	}
+	// After the fingerprint, which hashes the event, not its stored bytes;
+	// here, so callers' goroutines compress in parallel, not the writer.
+	p.pack()
 	return p
+}
+
+// pack compresses the payload columns above CompressThreshold.
+func (p *prepared) pack() {
+	if p.stored.TextSet && len(p.stored.Text) > CompressThreshold {
+		if b, ok := pack([]byte(p.stored.Text)); ok {
+			p.text = b
+		}
+	}
+	if len(p.stored.PartsText) > CompressThreshold {
+		if b, ok := pack([]byte(p.stored.PartsText)); ok {
+			p.parts = b
+		}
+	}
+	p.stored.Body, _ = pack(p.stored.Body)
 }
 
 // submit queues req for the writer and waits for its outcome. Once queued,
@@ -210,6 +232,7 @@ func (w *writer) commit(batch []*request) {
 	w.txnTitleOf = make(map[string]string)
 	w.broken = nil
 	w.txnEvents = w.txnEvents[:0]
+	defer clear(w.c.packed) // texts of this transaction only
 	err := w.begin()
 	if err != nil {
 		err = fmt.Errorf("sqlite: begin write transaction: %w", err)
@@ -631,9 +654,12 @@ func (w *writer) insert(p *prepared, seq int64) (pos int64, inserted bool, err e
 	s.BindInt64(6, int64(p.ev.SchemaVersion))
 	s.BindInt64(7, p.ev.CreatedAt.UnixNano())
 	s.BindText(8, string(p.ev.Role))
-	if p.stored.TextSet {
+	switch {
+	case p.text != nil:
+		s.BindBlob(9, p.text)
+	case p.stored.TextSet:
 		s.BindText(9, p.stored.Text)
-	} else {
+	default:
 		s.BindNull(9)
 	}
 	if p.stored.Body != nil {
@@ -643,9 +669,12 @@ func (w *writer) insert(p *prepared, seq int64) (pos int64, inserted bool, err e
 	}
 	s.BindRawText(11, p.stored.Extra)
 	s.BindBlob(12, p.fp[:])
-	if p.stored.PartsText != "" {
+	switch {
+	case p.parts != nil:
+		s.BindBlob(13, p.parts)
+	case p.stored.PartsText != "":
 		s.BindText(13, p.stored.PartsText)
-	} else {
+	default:
 		s.BindNull(13)
 	}
 	if err := s.Exec(); err != nil {
@@ -653,6 +682,12 @@ func (w *writer) insert(p *prepared, seq int64) (pos int64, inserted bool, err e
 	}
 	if w.c.db.Changes() == 0 {
 		return 0, false, nil
+	}
+	if p.text != nil {
+		w.c.packed[string(p.text)] = p.stored.Text
+	}
+	if p.parts != nil {
+		w.c.packed[string(p.parts)] = p.stored.PartsText
 	}
 	w.txnPos = pos
 	return pos, true, nil

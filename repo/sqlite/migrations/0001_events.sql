@@ -8,7 +8,7 @@
 -- back without JSON. extra is the extra object with request_id folded in,
 -- indexed through the generated request_id column. fingerprint is
 -- dedupe.Of: a retry is a duplicate only when it matches.
-CREATE TABLE events (
+CREATE TABLE {p}events (
     pos             INTEGER PRIMARY KEY,
     id              TEXT    NOT NULL,
     conversation_id TEXT    NOT NULL,
@@ -24,14 +24,14 @@ CREATE TABLE events (
     request_id      TEXT GENERATED ALWAYS AS (json_extract(extra, '$.request_id')) VIRTUAL
 );
 
-CREATE UNIQUE INDEX events_id ON events (id);
-CREATE UNIQUE INDEX events_conversation_seq ON events (conversation_id, seq);
-CREATE UNIQUE INDEX events_conversation_request
-    ON events (conversation_id, request_id) WHERE request_id IS NOT NULL;
+CREATE UNIQUE INDEX {p}events_id ON {p}events (id);
+CREATE UNIQUE INDEX {p}events_conversation_seq ON {p}events (conversation_id, seq);
+CREATE UNIQUE INDEX {p}events_conversation_request
+    ON {p}events (conversation_id, request_id) WHERE request_id IS NOT NULL;
 
 -- The highest pos ever assigned. Erasing events never lowers it.
-CREATE TABLE log_state (
+CREATE TABLE {p}log_state (
     id       INTEGER PRIMARY KEY CHECK (id = 1),
     last_pos INTEGER NOT NULL
 );
-INSERT INTO log_state (id, last_pos) VALUES (1, 0);
+INSERT INTO {p}log_state (id, last_pos) VALUES (1, 0);

@@ -3,7 +3,7 @@
 -- (attempt 0). The log holds what happened (chunks, final message,
 -- failures); this table holds the coordination state: the lease, and
 -- which open streams a sweep must finalise.
-CREATE TABLE turns (
+CREATE TABLE {p}turns (
     conversation_id  TEXT    NOT NULL,
     user_request_id  TEXT    NOT NULL,
     attempt          INTEGER NOT NULL,
@@ -17,5 +17,5 @@ CREATE TABLE turns (
     PRIMARY KEY (conversation_id, user_request_id)
 ) WITHOUT ROWID;
 
-CREATE INDEX turns_open_streams ON turns (last_chunk_at)
+CREATE INDEX {p}turns_open_streams ON {p}turns (last_chunk_at)
     WHERE state = 'running' AND last_chunk_at IS NOT NULL;

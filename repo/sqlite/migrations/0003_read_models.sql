@@ -4,7 +4,7 @@
 
 -- The conversation list: projection.Summarize's fold as JSON, beside the
 -- columns listing filters and sorts on.
-CREATE TABLE conversations (
+CREATE TABLE {p}conversations (
     conversation_id TEXT    PRIMARY KEY,
     last_active_at  INTEGER NOT NULL,
     user_id         TEXT    NOT NULL DEFAULT '',
@@ -14,35 +14,35 @@ CREATE TABLE conversations (
     summary         TEXT    NOT NULL
 ) WITHOUT ROWID;
 
-CREATE INDEX conversations_recent ON conversations (last_active_at DESC, conversation_id DESC);
-CREATE INDEX conversations_user_recent ON conversations (user_id, last_active_at DESC, conversation_id DESC);
+CREATE INDEX {p}conversations_recent ON {p}conversations (last_active_at DESC, conversation_id DESC);
+CREATE INDEX {p}conversations_user_recent ON {p}conversations (user_id, last_active_at DESC, conversation_id DESC);
 
 -- Full-text search over message text. The index keeps no copy of the
 -- text: its content is this view of the events table, by pos. Plain-text
 -- content is the content column; for multi-part content the writer keeps
 -- the text of its text parts in parts_text (NULL for every other event).
-ALTER TABLE events ADD COLUMN parts_text TEXT;
+ALTER TABLE {p}events ADD COLUMN parts_text TEXT;
 
-CREATE VIEW searchable_messages AS
+CREATE VIEW {p}searchable_messages AS
     SELECT pos, conversation_id, seq, role, coalesce(content, parts_text) AS content
-    FROM events
+    FROM {p}events
     WHERE type IN ('user_message', 'assistant_message', 'tool_result')
       AND (content IS NOT NULL OR parts_text IS NOT NULL);
 
-CREATE VIRTUAL TABLE message_search USING fts5(
-    content, content = 'searchable_messages', content_rowid = 'pos',
+CREATE VIRTUAL TABLE {p}message_search USING fts5(
+    content, content = '{p}searchable_messages', content_rowid = 'pos',
     tokenize = 'unicode61 remove_diacritics 2', detail = none, columnsize = 0
 );
 
 -- Each commit adds a small segment; merging them in larger groups costs
 -- appends less (queries read a few more segments).
-INSERT INTO message_search (message_search, rank) VALUES ('automerge', 16);
+INSERT INTO {p}message_search ({p}message_search, rank) VALUES ('automerge', 16);
 
-CREATE TABLE projections (
+CREATE TABLE {p}projections (
     name    TEXT    PRIMARY KEY,
     version INTEGER NOT NULL,
     pos     INTEGER NOT NULL
 ) WITHOUT ROWID;
 
 -- Version 0 makes Open build both from the log that is already there.
-INSERT INTO projections (name, version, pos) VALUES ('conversations', 0, 0), ('search', 0, 0);
+INSERT INTO {p}projections (name, version, pos) VALUES ('conversations', 0, 0), ('search', 0, 0);

@@ -2,6 +2,6 @@
 -- SQLite codes a partial index's `type IN (...)` with an ephemeral table
 -- built and torn down for every row inserted, a tenth of the append
 -- path; equalities joined by OR cost three comparisons.
-DROP INDEX events_context_markers;
-CREATE INDEX events_context_markers ON events (conversation_id, type, seq)
+DROP INDEX {p}events_context_markers;
+CREATE INDEX {p}events_context_markers ON {p}events (conversation_id, type, seq)
     WHERE type = 'conversation_started' OR type = 'system_prompt_set' OR type = 'conversation_cleared';
