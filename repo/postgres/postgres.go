@@ -496,6 +496,9 @@ func (r *Repo) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("postgres: prepare schema: %w", err)
 	}
+	if err := refuseNewer(ctx, conn); err != nil {
+		return err
+	}
 	// The key above was computed before the schema was known when the
 	// connection string chose it; from here on every key includes it.
 	migrateKey = r.lockKey("migrate", "")
@@ -538,6 +541,38 @@ func (r *Repo) migrate(ctx context.Context) error {
 	return nil
 }
 
+// ErrNewerSchema is returned by Open for a schema a newer chatlog
+// migrated.
+var ErrNewerSchema = errors.New("postgres: database schema is newer than this build")
+
+// knownMigration is the newest migration this build has.
+func knownMigration() int {
+	names, _ := fs.Glob(migrationFiles, "migrations/*.sql")
+	known := 0
+	for _, name := range names {
+		if v, err := strconv.Atoi(strings.SplitN(strings.TrimPrefix(name, "migrations/"), "_", 2)[0]); err == nil {
+			known = max(known, v)
+		}
+	}
+	return known
+}
+
+// refuseNewer fails when a newer chatlog migrated the schema: this one
+// would misread what the newer schema stores, or write rows it does not
+// expect. Replicas being upgraded one by one meet it too: the old ones
+// stop at their next Open rather than write beside the new.
+func refuseNewer(ctx context.Context, conn *pgx.Conn) error {
+	var applied int
+	if err := conn.QueryRow(ctx, qMigrationVersion).Scan(&applied); err != nil {
+		return fmt.Errorf("postgres: read migration version: %w", err)
+	}
+	if known := knownMigration(); applied > known {
+		return fmt.Errorf("%w: the schema is version %d, newer than this chatlog's %d; use the chatlog that wrote it, or a newer one",
+			ErrNewerSchema, applied, known)
+	}
+	return nil
+}
+
 // Schema returns the schema that holds the store's tables.
 func (r *Repo) Schema() string { return r.schema }
 
@@ -564,9 +599,8 @@ func (r *Repo) IntegrityCheck(ctx context.Context) error {
 		if err := c.QueryRow(ctx, qMigrationVersion).Scan(&applied); err != nil {
 			return err
 		}
-		files, _ := fs.Glob(migrationFiles, "migrations/*.sql")
-		if applied != len(files) {
-			problems = append(problems, fmt.Sprintf("schema at migration %d, this code knows %d", applied, len(files)))
+		if known := knownMigration(); applied != known {
+			problems = append(problems, fmt.Sprintf("schema at migration %d, this code knows %d", applied, known))
 		}
 		return nil
 	})

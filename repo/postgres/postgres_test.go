@@ -551,3 +551,16 @@ func collectAll(seq func(func(events.Event, error) bool)) ([]events.Event, error
 	}
 	return out, nil
 }
+
+// TestOpen_NewerSchema: a schema a newer chatlog migrated is refused at
+// Open, before anything is read or written.
+func TestOpen_NewerSchema(t *testing.T) {
+	loc := storetest.Postgres(t).New(t)
+	r := open(t, loc, nil)
+	r.Close()
+	exec(t, raw(t, loc), `INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, '9999_from_the_future.sql', 0)`)
+	_, err := postgres.Open(context.Background(), loc, nil)
+	if !errors.Is(err, postgres.ErrNewerSchema) {
+		t.Fatalf("Open of a schema at migration 9999: %v, want ErrNewerSchema", err)
+	}
+}
