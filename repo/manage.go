@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -206,4 +208,93 @@ func TitleInLineage(base string, n int64) string {
 		base = strings.TrimRight(string(runes[:events.MaxTitleRunes-len(suffix)]), " ")
 	}
 	return base + suffix
+}
+
+// Span is the part of one lineage segment a read covers: the events of
+// ConversationID with seq in (AfterSeq, UntilSeq].
+type Span struct {
+	ConversationID     string
+	AfterSeq, UntilSeq int64
+}
+
+// Spans cuts a lineage (Management.Lineage, root first) to the seqs of
+// rg, in the order rg reads (newest segment first when rg.Reverse). It is
+// how every backend reads a branch through its ancestors.
+func Spans(segs []Segment, rg Range) []Span {
+	until := rg.UntilSeq
+	if until <= 0 {
+		until = math.MaxInt64
+	}
+	var out []Span
+	for _, sg := range segs {
+		hi := sg.UntilSeq
+		if hi <= 0 {
+			hi = math.MaxInt64
+		}
+		sp := Span{ConversationID: sg.ConversationID, AfterSeq: max(sg.AfterSeq, rg.AfterSeq), UntilSeq: min(hi, until)}
+		if sp.AfterSeq < sp.UntilSeq {
+			out = append(out, sp)
+		}
+	}
+	if rg.Reverse {
+		slices.Reverse(out)
+	}
+	return out
+}
+
+// TitleSetBy returns the title an event sets, sanitised, and whether it
+// sets one: a title_set always does ("" clears the title), a
+// conversation_started when it carries a title. Backends check titles'
+// uniqueness on exactly these events.
+func TitleSetBy(ev *events.Event) (string, bool) {
+	switch ev.Type {
+	case events.TypeTitleSet:
+		t, _ := ev.ExtraString("title")
+		return events.SanitizeTitle(t), true
+	case events.TypeConversationStarted:
+		t, _ := ev.ExtraString("title")
+		t = events.SanitizeTitle(t)
+		return t, t != ""
+	}
+	return "", false
+}
+
+// ForkWith is Management.Fork for any backend, in terms of its Head and
+// Append: it settles the seq (0: the parent's head) and the new id, and
+// appends the branch's conversation_forked, which the backend's append
+// path checks and links (see Management).
+func ForkWith(ctx context.Context, r interface {
+	Head(ctx context.Context, conversationID string) (int64, error)
+	Append(ctx context.Context, e events.Event, opts AppendOptions) (Result, error)
+}, parentID string, atSeq int64, newID string) (Result, error) {
+	if parentID == "" {
+		return Result{}, &events.FieldError{Field: "conversation_id", Reason: "is required (the conversation to fork)"}
+	}
+	if atSeq < 0 {
+		return Result{}, &events.FieldError{Field: "at_seq", Reason: "must not be negative"}
+	}
+	if atSeq == 0 {
+		head, err := r.Head(ctx, parentID)
+		if err != nil {
+			return Result{}, err
+		}
+		if head == 0 {
+			return Result{}, fmt.Errorf("fork: conversation %q has no events: %w", parentID, ErrNotFound)
+		}
+		atSeq = head
+	}
+	if newID == "" {
+		newID = events.NewConversationID()
+	}
+	res, err := r.Append(ctx, events.Event{
+		ConversationID: newID,
+		Type:           events.TypeConversationForked,
+		RequestID:      ForkRequestID,
+		Extra:          map[string]any{"parent_id": parentID, "parent_seq": atSeq},
+	}, AppendOptions{})
+	if ce := (*ConflictError)(nil); errors.As(err, &ce) {
+		return Result{}, fmt.Errorf("fork: %w: %q is already a branch of %v at seq %v",
+			ErrConversationExists, newID, ce.Stored.Extra["parent_id"], ce.Stored.Extra["parent_seq"])
+	}
+	return res, err
 }

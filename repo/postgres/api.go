@@ -134,7 +134,7 @@ func (r *Repo) Events(ctx context.Context, conversationID string, rg repo.Range)
 			return
 		}
 		left := rg.Limit
-		for _, sp := range spans(segs, rg) {
+		for _, sp := range repo.Spans(segs, rg) {
 			for {
 				n := pageSize
 				if rg.Limit > 0 {
@@ -147,7 +147,7 @@ func (r *Repo) Events(ctx context.Context, conversationID string, rg repo.Range)
 				if rg.Reverse {
 					query = qRangeDesc
 				}
-				page, err := r.page(ctx, query, sp.conv, sp.after, sp.until, int64(n))
+				page, err := r.page(ctx, query, sp.ConversationID, sp.AfterSeq, sp.UntilSeq, int64(n))
 				if err != nil {
 					yield(events.Event{}, err)
 					return
@@ -157,9 +157,9 @@ func (r *Repo) Events(ctx context.Context, conversationID string, rg repo.Range)
 						return
 					}
 					if rg.Reverse {
-						sp.until = e.Seq - 1
+						sp.UntilSeq = e.Seq - 1
 					} else {
-						sp.after = e.Seq
+						sp.AfterSeq = e.Seq
 					}
 					left--
 				}
@@ -214,11 +214,11 @@ func (r *Repo) ContextMarkers(ctx context.Context, conversationID string, untilS
 			return err
 		}
 		clearFound := false
-		for _, sp := range spans(lineageOf(conversationID, links), repo.Range{UntilSeq: untilSeq, Reverse: true}) {
+		for _, sp := range repo.Spans(lineageOf(conversationID, links), repo.Range{UntilSeq: untilSeq, Reverse: true}) {
 			b := &pgx.Batch{}
-			b.Queue(qLatestStartedIn, sp.conv, sp.after, sp.until)
-			b.Queue(qLatestPromptSetIn, sp.conv, sp.after, sp.until)
-			b.Queue(qLatestClearIn, sp.conv, sp.after, sp.until)
+			b.Queue(qLatestStartedIn, sp.ConversationID, sp.AfterSeq, sp.UntilSeq)
+			b.Queue(qLatestPromptSetIn, sp.ConversationID, sp.AfterSeq, sp.UntilSeq)
+			b.Queue(qLatestClearIn, sp.ConversationID, sp.AfterSeq, sp.UntilSeq)
 			br := c.SendBatch(ctx, b)
 			err := func() error {
 				var latest *events.Event // the span's latest prompt-setting event

@@ -95,35 +95,6 @@ func (r *Repo) Lineage(ctx context.Context, conversationID string) ([]repo.Segme
 	return segs, err
 }
 
-// span is the part of a segment within a range: seqs in (after, until].
-type span struct {
-	conv         string
-	after, until int64
-}
-
-// spans cuts a lineage to the seqs of rg, in reading order.
-func spans(segs []repo.Segment, rg repo.Range) []span {
-	until := rg.UntilSeq
-	if until <= 0 {
-		until = math.MaxInt64
-	}
-	var out []span
-	for _, sg := range segs {
-		hi := sg.UntilSeq
-		if hi <= 0 {
-			hi = math.MaxInt64
-		}
-		sp := span{conv: sg.ConversationID, after: max(sg.AfterSeq, rg.AfterSeq), until: min(hi, until)}
-		if sp.after < sp.until {
-			out = append(out, sp)
-		}
-	}
-	if rg.Reverse {
-		slices.Reverse(out)
-	}
-	return out
-}
-
 // links returns a conversation's ancestry as the transaction sees it:
 // forks staged in it, then the branches table.
 func (t *txn) links(conv string) ([]branch, error) {
@@ -214,13 +185,13 @@ func (t *txn) history(parent string, until int64) (repo.Summary, error) {
 		return repo.Summary{}, err
 	}
 	var s repo.Summary
-	for _, sp := range spans(lineageOf(parent, links), repo.Range{UntilSeq: until}) {
-		evs, err := t.query(t.ctx, qRange, sp.conv, sp.after, sp.until, int64(math.MaxInt64))
+	for _, sp := range repo.Spans(lineageOf(parent, links), repo.Range{UntilSeq: until}) {
+		evs, err := t.query(t.ctx, qRange, sp.ConversationID, sp.AfterSeq, sp.UntilSeq, int64(math.MaxInt64))
 		if err != nil {
 			return repo.Summary{}, t.readFailed(err)
 		}
 		for _, st := range t.staged {
-			if st.ev.ConversationID == sp.conv && st.ev.Seq > sp.after && st.ev.Seq <= sp.until {
+			if st.ev.ConversationID == sp.ConversationID && st.ev.Seq > sp.AfterSeq && st.ev.Seq <= sp.UntilSeq {
 				evs = append(evs, st.ev)
 			}
 		}
@@ -234,54 +205,10 @@ func (t *txn) history(parent string, until int64) (repo.Summary, error) {
 
 // Fork implements repo.Management.
 func (r *Repo) Fork(ctx context.Context, parentID string, atSeq int64, newID string) (repo.Result, error) {
-	if parentID == "" {
-		return repo.Result{}, &events.FieldError{Field: "conversation_id", Reason: "is required (the conversation to fork)"}
-	}
-	if atSeq < 0 {
-		return repo.Result{}, &events.FieldError{Field: "at_seq", Reason: "must not be negative"}
-	}
-	if atSeq == 0 {
-		head, err := r.Head(ctx, parentID)
-		if err != nil {
-			return repo.Result{}, err
-		}
-		if head == 0 {
-			return repo.Result{}, fmt.Errorf("fork: conversation %q has no events: %w", parentID, repo.ErrNotFound)
-		}
-		atSeq = head
-	}
-	if newID == "" {
-		newID = events.NewConversationID()
-	}
-	e := events.Event{
-		ConversationID: newID,
-		Type:           events.TypeConversationForked,
-		RequestID:      repo.ForkRequestID,
-		Extra:          map[string]any{"parent_id": parentID, "parent_seq": atSeq},
-	}
-	res, err := r.Append(ctx, e, repo.AppendOptions{})
-	if ce := (*repo.ConflictError)(nil); errors.As(err, &ce) {
-		return repo.Result{}, fmt.Errorf("fork: %w: %q is already a branch of %v at seq %v",
-			repo.ErrConversationExists, newID, ce.Stored.Extra["parent_id"], ce.Stored.Extra["parent_seq"])
-	}
-	return res, err
+	return repo.ForkWith(ctx, r, parentID, atSeq, newID)
 }
 
 // Titles.
-
-// titleOf returns the title an event sets, and whether it sets one.
-func titleOf(ev *events.Event) (string, bool) {
-	switch ev.Type {
-	case events.TypeTitleSet:
-		t, _ := ev.ExtraString("title")
-		return events.SanitizeTitle(t), true
-	case events.TypeConversationStarted:
-		t, _ := ev.ExtraString("title")
-		t = events.SanitizeTitle(t)
-		return t, t != ""
-	}
-	return "", false
-}
 
 // holders returns the conversations holding title as this transaction
 // sees it.
@@ -409,7 +336,7 @@ func (r *Repo) SetTitle(ctx context.Context, conversationID, title string, opts 
 				return t.readFailed(err)
 			}
 			if len(rows) > 0 {
-				if tt, _ := titleOf(&rows[0]); tt == title {
+				if tt, _ := repo.TitleSetBy(&rows[0]); tt == title {
 					res = repo.Result{Event: rows[0], Outcome: repo.Duplicate}
 					return nil
 				}

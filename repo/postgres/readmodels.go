@@ -276,8 +276,8 @@ func historyIn(ctx context.Context, tx pgx.Tx) func(parent string, until int64) 
 			return repo.Summary{}, err
 		}
 		var s repo.Summary
-		for _, sp := range spans(lineageOf(parent, links), repo.Range{UntilSeq: until}) {
-			rows, err := tx.Query(ctx, qRange, sp.conv, sp.after, sp.until, int64(math.MaxInt64))
+		for _, sp := range repo.Spans(lineageOf(parent, links), repo.Range{UntilSeq: until}) {
+			rows, err := tx.Query(ctx, qRange, sp.ConversationID, sp.AfterSeq, sp.UntilSeq, int64(math.MaxInt64))
 			if err != nil {
 				return repo.Summary{}, err
 			}

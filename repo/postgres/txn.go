@@ -151,7 +151,7 @@ func (p *plan) add(e *prepared) {
 	if e.callerID {
 		p.ids = append(p.ids, e.ev.ID)
 	}
-	if title, ok := titleOf(&e.ev); ok {
+	if title, ok := repo.TitleSetBy(&e.ev); ok {
 		p.title(title)
 	}
 	switch {
@@ -686,7 +686,7 @@ func (t *txn) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, erro
 			return t.storedOr(p, err)
 		}
 	}
-	title, setsTitle := titleOf(&p.ev)
+	title, setsTitle := repo.TitleSetBy(&p.ev)
 	if setsTitle && !t.loading {
 		// Titles are unique among live writes; a loaded log keeps the
 		// titles it had.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"iter"
-	"math"
 	"slices"
 
 	"github.com/chatlog/chatlog/events"
@@ -58,35 +57,6 @@ func (r *Repo) Lineage(ctx context.Context, conversationID string) ([]repo.Segme
 	return segs, err
 }
 
-// span is the part of a segment within a range: seqs in (after, until].
-type span struct {
-	conv         string
-	after, until int64
-}
-
-// spans cuts a lineage to the seqs of rg, in reading order.
-func spans(segs []repo.Segment, rg repo.Range) []span {
-	until := rg.UntilSeq
-	if until <= 0 {
-		until = math.MaxInt64
-	}
-	var out []span
-	for _, sg := range segs {
-		hi := sg.UntilSeq
-		if hi <= 0 {
-			hi = math.MaxInt64
-		}
-		sp := span{conv: sg.ConversationID, after: max(sg.AfterSeq, rg.AfterSeq), until: min(hi, until)}
-		if sp.after < sp.until {
-			out = append(out, sp)
-		}
-	}
-	if rg.Reverse {
-		slices.Reverse(out)
-	}
-	return out
-}
-
 // Events implements repo.Repo. A branch's history runs through its
 // ancestors (repo.Management): their events come first, each cut at the
 // seq its child forks at.
@@ -98,7 +68,7 @@ func (r *Repo) Events(ctx context.Context, conversationID string, rg repo.Range)
 			return
 		}
 		left := rg.Limit
-		for _, sp := range spans(segs, rg) {
+		for _, sp := range repo.Spans(segs, rg) {
 			for {
 				n := pageSize
 				if rg.Limit > 0 {
@@ -109,9 +79,9 @@ func (r *Repo) Events(ctx context.Context, conversationID string, rg repo.Range)
 				}
 				var page []events.Event
 				if rg.Reverse {
-					page, err = r.page(ctx, qRangeDesc, sp.conv, sp.after, sp.until, int64(n))
+					page, err = r.page(ctx, qRangeDesc, sp.ConversationID, sp.AfterSeq, sp.UntilSeq, int64(n))
 				} else {
-					page, err = r.page(ctx, qRange, sp.conv, sp.after, sp.until, int64(n))
+					page, err = r.page(ctx, qRange, sp.ConversationID, sp.AfterSeq, sp.UntilSeq, int64(n))
 				}
 				if err != nil {
 					yield(events.Event{}, err)
@@ -122,9 +92,9 @@ func (r *Repo) Events(ctx context.Context, conversationID string, rg repo.Range)
 						return
 					}
 					if rg.Reverse {
-						sp.until = e.Seq - 1
+						sp.UntilSeq = e.Seq - 1
 					} else {
-						sp.after = e.Seq
+						sp.AfterSeq = e.Seq
 					}
 					left--
 				}
@@ -162,10 +132,10 @@ func (r *Repo) ContextMarkers(ctx context.Context, conversationID string, untilS
 			return err
 		}
 		clearFound := false
-		for _, sp := range spans(segs, repo.Range{UntilSeq: untilSeq, Reverse: true}) {
+		for _, sp := range repo.Spans(segs, repo.Range{UntilSeq: untilSeq, Reverse: true}) {
 			if m.Prompt == nil {
 				for _, q := range []string{qLatestStartedIn, qLatestPromptSetIn} {
-					ev, found, err := lookupRow(c, q, sp.conv, sp.after, sp.until)
+					ev, found, err := lookupRow(c, q, sp.ConversationID, sp.AfterSeq, sp.UntilSeq)
 					if err != nil {
 						return err
 					}
@@ -179,7 +149,7 @@ func (r *Repo) ContextMarkers(ctx context.Context, conversationID string, untilS
 				if err != nil {
 					return err
 				}
-				bind(s, sp.conv, sp.after, sp.until)
+				bind(s, sp.ConversationID, sp.AfterSeq, sp.UntilSeq)
 				if s.Step() {
 					m.ClearSeq, clearFound = s.ColumnInt64(0), true
 				}

@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -17,37 +16,7 @@ var _ repo.Management = (*Repo)(nil)
 
 // Fork implements repo.Management.
 func (r *Repo) Fork(ctx context.Context, parentID string, atSeq int64, newID string) (repo.Result, error) {
-	if parentID == "" {
-		return repo.Result{}, &events.FieldError{Field: "conversation_id", Reason: "is required (the conversation to fork)"}
-	}
-	if atSeq < 0 {
-		return repo.Result{}, &events.FieldError{Field: "at_seq", Reason: "must not be negative"}
-	}
-	if atSeq == 0 {
-		head, err := r.Head(ctx, parentID)
-		if err != nil {
-			return repo.Result{}, err
-		}
-		if head == 0 {
-			return repo.Result{}, fmt.Errorf("fork: conversation %q has no events: %w", parentID, repo.ErrNotFound)
-		}
-		atSeq = head
-	}
-	if newID == "" {
-		newID = events.NewConversationID()
-	}
-	e := events.Event{
-		ConversationID: newID,
-		Type:           events.TypeConversationForked,
-		RequestID:      repo.ForkRequestID,
-		Extra:          map[string]any{"parent_id": parentID, "parent_seq": atSeq},
-	}
-	res, err := r.Append(ctx, e, repo.AppendOptions{})
-	if ce := (*repo.ConflictError)(nil); errors.As(err, &ce) {
-		return repo.Result{}, fmt.Errorf("fork: %w: %q is already a branch of %v at seq %v",
-			repo.ErrConversationExists, newID, ce.Stored.Extra["parent_id"], ce.Stored.Extra["parent_seq"])
-	}
-	return res, err
+	return repo.ForkWith(ctx, r, parentID, atSeq, newID)
 }
 
 // forkSeq checks a conversation_forked event about to be stored as its
@@ -91,20 +60,6 @@ func (w *writer) recordBranch(ev *events.Event) error {
 	parent, _ := ev.ExtraString("parent_id")
 	at, _ := ev.ExtraInt("parent_seq")
 	return w.exec(qBranchPut, ev.ConversationID, parent, at)
-}
-
-// titleOf returns the title an event sets, and whether it sets one.
-func titleOf(ev *events.Event) (string, bool) {
-	switch ev.Type {
-	case events.TypeTitleSet:
-		t, _ := ev.ExtraString("title")
-		return events.SanitizeTitle(t), true
-	case events.TypeConversationStarted:
-		t, _ := ev.ExtraString("title")
-		t = events.SanitizeTitle(t)
-		return t, t != ""
-	}
-	return "", false
 }
 
 // checkTitle refuses a title another conversation holds, as committed or
@@ -190,7 +145,7 @@ func (r *Repo) SetTitle(ctx context.Context, conversationID, title string, opts 
 				return err
 			}
 			if found {
-				if t, _ := titleOf(&ev); t == title {
+				if t, _ := repo.TitleSetBy(&ev); t == title {
 					res = repo.Result{Event: ev, Outcome: repo.Duplicate}
 					return nil
 				}
@@ -518,8 +473,8 @@ func (w *writer) history(parent string, until int64) (repo.Summary, error) {
 		return repo.Summary{}, err
 	}
 	var s repo.Summary
-	for _, sp := range spans(segs, repo.Range{UntilSeq: until}) {
-		evs, err := w.scan(qRange, func(events.Event) bool { return true }, sp.conv, sp.after, sp.until, int64(math.MaxInt64))
+	for _, sp := range repo.Spans(segs, repo.Range{UntilSeq: until}) {
+		evs, err := w.scan(qRange, func(events.Event) bool { return true }, sp.ConversationID, sp.AfterSeq, sp.UntilSeq, int64(math.MaxInt64))
 		if err != nil {
 			return repo.Summary{}, err
 		}

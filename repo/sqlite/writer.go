@@ -530,7 +530,7 @@ func (w *writer) appendOne(p *prepared, opts repo.AppendOptions) (repo.Result, e
 			return w.storedOr(p, err)
 		}
 	}
-	title, setsTitle := titleOf(&ev)
+	title, setsTitle := repo.TitleSetBy(&ev)
 	if setsTitle && !w.loading {
 		// Titles are unique among live writes; a loaded log keeps the
 		// titles it had.
