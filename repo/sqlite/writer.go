@@ -8,6 +8,7 @@ import (
 
 	"github.com/chatlog/chatlog/dedupe"
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/prepare"
 	"github.com/chatlog/chatlog/repo"
 )
 
@@ -49,53 +50,14 @@ type prepared struct {
 	text, parts []byte
 }
 
-// prepare validates and completes an event for appending.
+// prepare validates and completes an event for appending
+// (prepare.Complete), then compresses its payload.
 func (r *Repo) prepare(e events.Event, keepSeq bool) prepared {
-	p := prepared{ev: e}
-	if err := e.Validate(); err != nil {
-		p.err = err
-		return p
+	c, err := prepare.Complete(e, keepSeq, r.opts.Now())
+	if err != nil {
+		return prepared{ev: e, err: err}
 	}
-	if keepSeq {
-		var errs []*events.FieldError
-		if e.ID == "" {
-			errs = append(errs, &events.FieldError{Field: "id", Reason: "is required when importing with kept seqs"})
-		}
-		if e.Seq <= 0 {
-			errs = append(errs, &events.FieldError{Field: "seq", Reason: "must be positive when importing with kept seqs"})
-		}
-		if e.CreatedAt.IsZero() {
-			errs = append(errs, &events.FieldError{Field: "created_at", Reason: "is required when importing with kept seqs"})
-		}
-		if errs != nil {
-			p.err = &events.ValidationError{Fields: errs}
-			return p
-		}
-	} else {
-		p.ev.Seq = 0
-	}
-	p.ev.Pos = 0
-	now := r.opts.Now()
-	if p.ev.CreatedAt.IsZero() {
-		p.ev.CreatedAt = now
-	}
-	p.ev.CreatedAt = p.ev.CreatedAt.UTC()
-	p.callerID = p.ev.ID != ""
-	if !p.callerID {
-		p.ev.ID = events.NewID(now)
-	}
-	p.ev.SchemaVersion = events.CurrentSchemaVersion
-	if p.ev.Role == "" {
-		p.ev.Role = p.ev.Type.ImpliedRole()
-	}
-	var err error
-	if p.stored, err = p.ev.EncodeStored(); err != nil {
-		p.err = err
-		return p
-	}
-	if p.fp, err = dedupe.OfEncoded(&p.ev, p.stored.ExtraJSON); err != nil {
-		p.err = fmt.Errorf("fingerprint: %w", err)
-	}
+	p := prepared{ev: c.Event, callerID: c.CallerID, stored: c.Stored, fp: c.Fingerprint}
 	// After the fingerprint, which hashes the event, not its stored bytes;
 	// here, so callers' goroutines compress in parallel, not the writer.
 	p.pack()
