@@ -1,6 +1,10 @@
 package projection
 
 import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -124,4 +128,65 @@ func Preview(text string) string {
 	}
 	runes := []rune(text)
 	return strings.TrimRight(string(runes[:PreviewRunes]), " ") + "…"
+}
+
+// History summarises the events a branch inherits: its parent's lineage
+// up to the seq it forks at (a backend reads them its own way).
+type History func(parent string, until int64) (repo.Summary, error)
+
+// Summaries are conversations' read models folded from the log, as
+// backends build them to rebuild and verify.
+type Summaries map[string]*repo.Summary
+
+// Apply folds e into its conversation's summary (SummarizeWith); account
+// streams have none.
+func (sums Summaries) Apply(e *events.Event, history History) error {
+	if !Listed(e.ConversationID) {
+		return nil
+	}
+	s := sums[e.ConversationID]
+	if s == nil {
+		s = &repo.Summary{}
+		sums[e.ConversationID] = s
+	}
+	return SummarizeWith(s, e, history)
+}
+
+// SummarizeWith folds e into s: Summarize, except that a branch's
+// conversation_forked first brings in (Inherit) what history summarises
+// of the events the branch inherits.
+func SummarizeWith(s *repo.Summary, e *events.Event, history History) error {
+	if e.Type == events.TypeConversationForked && s.Events == 0 {
+		parent, _ := e.ExtraString("parent_id")
+		at, _ := e.ExtraInt("parent_seq")
+		h, err := history(parent, at)
+		if err != nil {
+			return fmt.Errorf("summarise the history of branch %q: %w", e.ConversationID, err)
+		}
+		Inherit(s, h)
+	}
+	Summarize(s, e)
+	return nil
+}
+
+// DiffSummaries names the top-level fields in which a stored read model
+// (got) differs from one folded from the log (want), both as JSON.
+func DiffSummaries(got, want []byte) string {
+	var g, w map[string]any
+	json.Unmarshal(got, &g)
+	json.Unmarshal(want, &w)
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(w)) {
+		gv, _ := json.Marshal(g[k])
+		wv, _ := json.Marshal(w[k])
+		if string(gv) != string(wv) {
+			out = append(out, fmt.Sprintf("%s is %s, the log says %s", k, gv, wv))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(g)) {
+		if _, ok := w[k]; !ok {
+			out = append(out, fmt.Sprintf("%s is set, the log has none", k))
+		}
+	}
+	return strings.Join(out, "; ")
 }

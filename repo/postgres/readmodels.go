@@ -240,33 +240,6 @@ func neighbour(br pgx.BatchResults) (*repo.Neighbour, error) {
 	return &n, nil
 }
 
-// summaries are conversations' read models folded from the log.
-type summaries map[string]*repo.Summary
-
-// apply folds e into its conversation's summary; history summarises a
-// branch's inherited events when e is its conversation_forked.
-func (sums summaries) apply(e *events.Event, history func(parent string, until int64) (repo.Summary, error)) error {
-	if !projection.Listed(e.ConversationID) {
-		return nil // account streams have no read model row
-	}
-	s := sums[e.ConversationID]
-	if s == nil {
-		s = &repo.Summary{}
-		sums[e.ConversationID] = s
-	}
-	if e.Type == events.TypeConversationForked && s.Events == 0 {
-		parent, _ := e.ExtraString("parent_id")
-		at, _ := e.ExtraInt("parent_seq")
-		h, err := history(parent, at)
-		if err != nil {
-			return fmt.Errorf("summarise the history of branch %q: %w", e.ConversationID, err)
-		}
-		projection.Inherit(s, h)
-	}
-	projection.Summarize(s, e)
-	return nil
-}
-
 // historyIn folds, inside tx, a branch's inherited events: its parent's
 // lineage up to the seq it forks at.
 func historyIn(ctx context.Context, tx pgx.Tx) func(parent string, until int64) (repo.Summary, error) {
@@ -410,7 +383,7 @@ func (r *Repo) rebuild(ctx context.Context, progress func(int64), models []repo.
 			if _, err := tx.Exec(ctx, qRebuildPlan); err != nil {
 				return err
 			}
-			sums := summaries{}
+			sums := projection.Summaries{}
 			history := historyIn(ctx, tx)
 			var poss []int64
 			var vecs []string
@@ -424,7 +397,7 @@ func (r *Repo) rebuild(ctx context.Context, progress func(int64), models []repo.
 			}
 			err = fold(ctx, tx, progress, func(e *events.Event, stored string) error {
 				if conversations {
-					if err := sums.apply(e, history); err != nil {
+					if err := sums.Apply(e, history); err != nil {
 						return err
 					}
 				}
@@ -472,7 +445,7 @@ func (r *Repo) rebuild(ctx context.Context, progress func(int64), models []repo.
 }
 
 // putSummaries writes summaries, a thousand per statement.
-func putSummaries(ctx context.Context, tx pgx.Tx, sums summaries) error {
+func putSummaries(ctx context.Context, tx pgx.Tx, sums projection.Summaries) error {
 	ids := slices.Sorted(maps.Keys(sums))
 	for len(ids) > 0 {
 		n := min(len(ids), 1000)
@@ -500,38 +473,20 @@ func putSummaries(ctx context.Context, tx pgx.Tx, sums summaries) error {
 // commit left them (they are written in the same transactions), so it
 // blocks no writer.
 func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]string, error) {
-	var problems []string
-	report := func(format string, args ...any) {
-		if len(problems) < 1000 {
-			problems = append(problems, fmt.Sprintf(format, args...))
-		}
-	}
-	heads := map[string]int64{}
-	var lastPos int64
-	check := func(e *events.Event) {
-		if e.Pos <= lastPos {
-			report("pos %d follows pos %d", e.Pos, lastPos)
-		}
-		lastPos = e.Pos
-		// Positions are not in seq order across a conversation's
-		// events only if a writer broke the locking protocol.
-		head, seen := heads[e.ConversationID]
-		if at, ok := e.ExtraInt("parent_seq"); !seen && ok && e.Type == events.TypeConversationForked {
-			head = at // a branch's seqs continue its parent's
-		}
-		if want := head + 1; e.Seq != want {
-			report("conversation %q: seq %d where %d was expected", e.ConversationID, e.Seq, want)
-		}
-		heads[e.ConversationID] = e.Seq
-	}
+	var (
+		problems repo.Problems
+		log      repo.LogChecker
+	)
+	report := problems.Report
+	check := func(e *events.Event) { log.Check(e, &problems) }
 	err := r.read(ctx, func(c *pgxpool.Conn) error {
 		return pgx.BeginTxFunc(ctx, c, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-			sums := summaries{}
+			sums := projection.Summaries{}
 			history := historyIn(ctx, tx)
 			badSearch := 0
 			err := fold(ctx, tx, progress, func(e *events.Event, stored string) error {
 				check(e)
-				if err := sums.apply(e, history); err != nil {
+				if err := sums.Apply(e, history); err != nil {
 					return err
 				}
 				want, err := storedVector(e)
@@ -585,7 +540,7 @@ func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]st
 				case !ok:
 					report("conversation %q: no read model row (the log has %d events)", id, sums[id].Events)
 				case string(got) != string(want):
-					report("conversation %q: read model differs from the log: %s", id, diffJSON(got, want))
+					report("conversation %q: read model differs from the log: %s", id, projection.DiffSummaries(got, want))
 				}
 				delete(live, id)
 			}
@@ -599,25 +554,4 @@ func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]st
 		return nil, fmt.Errorf("postgres: verify: %w", err)
 	}
 	return problems, nil
-}
-
-// diffJSON names the top-level fields in which two JSON objects differ.
-func diffJSON(got, want []byte) string {
-	var g, w map[string]any
-	json.Unmarshal(got, &g)
-	json.Unmarshal(want, &w)
-	var out []string
-	for _, k := range slices.Sorted(maps.Keys(w)) {
-		gv, _ := json.Marshal(g[k])
-		wv, _ := json.Marshal(w[k])
-		if string(gv) != string(wv) {
-			out = append(out, fmt.Sprintf("%s is %s, the log says %s", k, gv, wv))
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(g)) {
-		if _, ok := w[k]; !ok {
-			out = append(out, fmt.Sprintf("%s is set, the log has none", k))
-		}
-	}
-	return strings.Join(out, "; ")
 }

@@ -39,7 +39,7 @@ func (w *writer) applyReadModels(evs []events.Event) error {
 		if err != nil {
 			return err
 		}
-		if err := summarize(s, e, w.history); err != nil {
+		if err := projection.SummarizeWith(s, e, w.history); err != nil {
 			return err
 		}
 		dirty[e.ConversationID] = s
@@ -318,8 +318,8 @@ func neighbour(c *conn, query, conv string, seq int64) (*repo.Neighbour, error) 
 
 // fold replays the log (on a read connection, a page at a time) into
 // summaries, returning them and the last pos replayed.
-func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *events.Event)) (summaries, int64, error) {
-	sums := summaries{}
+func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *events.Event)) (projection.Summaries, int64, error) {
+	sums := projection.Summaries{}
 	var n, last int64
 	for e, err := range r.All(ctx, 0) {
 		if err != nil {
@@ -328,7 +328,7 @@ func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *eve
 		if check != nil {
 			check(&e)
 		}
-		if err := sums.apply(&e, func(parent string, until int64) (repo.Summary, error) {
+		if err := sums.Apply(&e, func(parent string, until int64) (repo.Summary, error) {
 			return r.history(ctx, parent, until)
 		}); err != nil {
 			return nil, 0, err
@@ -342,40 +342,6 @@ func (r *Repo) fold(ctx context.Context, progress func(int64), check func(e *eve
 		progress(n)
 	}
 	return sums, last, nil
-}
-
-// summaries are conversations' read models folded from the log.
-type summaries map[string]*repo.Summary
-
-// apply folds e into its conversation's summary; history summarises a
-// branch's inherited events when e is its conversation_forked.
-func (sums summaries) apply(e *events.Event, history func(parent string, until int64) (repo.Summary, error)) error {
-	if !projection.Listed(e.ConversationID) {
-		return nil // account streams have no read model row
-	}
-	s := sums[e.ConversationID]
-	if s == nil {
-		s = &repo.Summary{}
-		sums[e.ConversationID] = s
-	}
-	return summarize(s, e, history)
-}
-
-// summarize folds e into s (projection.Summarize); a branch's
-// conversation_forked first brings in what history summarises of the
-// events the branch inherits.
-func summarize(s *repo.Summary, e *events.Event, history func(parent string, until int64) (repo.Summary, error)) error {
-	if e.Type == events.TypeConversationForked && s.Events == 0 {
-		parent, _ := e.ExtraString("parent_id")
-		at, _ := e.ExtraInt("parent_seq")
-		h, err := history(parent, at)
-		if err != nil {
-			return fmt.Errorf("sqlite: summarise the history of branch %q: %w", e.ConversationID, err)
-		}
-		projection.Inherit(s, h)
-	}
-	projection.Summarize(s, e)
-	return nil
 }
 
 // history folds a branch's inherited events, read on read connections.
@@ -393,7 +359,7 @@ func (r *Repo) history(ctx context.Context, parent string, until int64) (repo.Su
 // foldLate folds into sums, inside the write transaction, the events a
 // fold on a read connection ended before (pos > upTo), and returns the
 // last pos folded.
-func (w *writer) foldLate(sums summaries, upTo int64, check func(e *events.Event)) (int64, error) {
+func (w *writer) foldLate(sums projection.Summaries, upTo int64, check func(e *events.Event)) (int64, error) {
 	late, err := w.scan(qAfterPos, func(events.Event) bool { return true }, upTo, int64(1<<62))
 	if err != nil {
 		return 0, err
@@ -402,7 +368,7 @@ func (w *writer) foldLate(sums summaries, upTo int64, check func(e *events.Event
 		if check != nil {
 			check(&late[i])
 		}
-		if err := sums.apply(&late[i], w.history); err != nil {
+		if err := sums.Apply(&late[i], w.history); err != nil {
 			return 0, err
 		}
 		upTo = late[i].Pos
@@ -438,7 +404,7 @@ func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64), only
 		})
 	}
 	type folded struct {
-		sums summaries
+		sums projection.Summaries
 		upTo int64
 		err  error
 	}
@@ -499,28 +465,12 @@ func (r *Repo) RebuildReadModels(ctx context.Context, progress func(int64), only
 
 // VerifyReadModels implements repo.ReadModels.
 func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]string, error) {
-	var problems []string
-	report := func(format string, args ...any) {
-		if len(problems) < 1000 {
-			problems = append(problems, fmt.Sprintf(format, args...))
-		}
-	}
-	heads := map[string]int64{}
-	var lastPos int64
-	check := func(e *events.Event) {
-		if e.Pos <= lastPos {
-			report("pos %d follows pos %d", e.Pos, lastPos)
-		}
-		lastPos = e.Pos
-		head, seen := heads[e.ConversationID]
-		if at, ok := e.ExtraInt("parent_seq"); !seen && ok && e.Type == events.TypeConversationForked {
-			head = at // a branch's seqs continue its parent's
-		}
-		if want := head + 1; e.Seq != want {
-			report("conversation %q: seq %d where %d was expected", e.ConversationID, e.Seq, want)
-		}
-		heads[e.ConversationID] = e.Seq
-	}
+	var (
+		problems repo.Problems
+		log      repo.LogChecker
+	)
+	report := problems.Report
+	check := func(e *events.Event) { log.Check(e, &problems) }
 	// The live state is read in the same write transaction that ends the
 	// replay, so no append slips between the two.
 	sums, upTo, err := r.fold(ctx, progress, check)
@@ -536,8 +486,8 @@ func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]st
 			return err
 		}
 		for name, cp := range cps {
-			if cp.pos < lastPos {
-				report("read model %s: checkpoint pos %d is behind the log (pos %d)", name, cp.pos, lastPos)
+			if cp.pos < log.LastPos() {
+				report("read model %s: checkpoint pos %d is behind the log (pos %d)", name, cp.pos, log.LastPos())
 			}
 		}
 		if v := cps["conversations"].version; v != projection.SummaryVersion {
@@ -561,7 +511,7 @@ func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]st
 			case !ok:
 				report("conversation %q: no read model row (the log has %d events)", id, sums[id].Events)
 			case string(got) != string(want):
-				report("conversation %q: read model differs from the log: %s", id, diffJSON(got, want))
+				report("conversation %q: read model differs from the log: %s", id, projection.DiffSummaries(got, want))
 			}
 			delete(live, id)
 		}
@@ -574,25 +524,4 @@ func (r *Repo) VerifyReadModels(ctx context.Context, progress func(int64)) ([]st
 		return nil
 	})
 	return problems, err
-}
-
-// diffJSON names the top-level fields in which two JSON objects differ.
-func diffJSON(got, want []byte) string {
-	var g, w map[string]any
-	json.Unmarshal(got, &g)
-	json.Unmarshal(want, &w)
-	var out []string
-	for _, k := range slices.Sorted(maps.Keys(w)) {
-		gv, _ := json.Marshal(g[k])
-		wv, _ := json.Marshal(w[k])
-		if string(gv) != string(wv) {
-			out = append(out, fmt.Sprintf("%s is %s, the log says %s", k, gv, wv))
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(g)) {
-		if _, ok := w[k]; !ok {
-			out = append(out, fmt.Sprintf("%s is set, the log has none", k))
-		}
-	}
-	return strings.Join(out, "; ")
 }
