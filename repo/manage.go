@@ -64,7 +64,8 @@ type Management interface {
 	// holds is refused with a *TitleTakenError, atomically with the write.
 	// With opts.Next, the title is the next free name of its lineage
 	// ("t", then "t #2", "t #3", ...). Setting the title a conversation
-	// already has writes nothing and returns its latest title_set.
+	// already has writes nothing and returns its latest title_set;
+	// clearing a title it never had writes nothing either.
 	SetTitle(ctx context.Context, conversationID, title string, opts TitleOptions) (Result, error)
 
 	// Resolve returns the id of the conversation ref names: an id, a

@@ -330,7 +330,7 @@ func (r *Repo) SetTitle(ctx context.Context, conversationID, title string, opts 
 		if opts.Next {
 			title = t.nextTitle(conversationID, title)
 		}
-		if cur := t.currentTitle(conversationID); title == cur && title != "" {
+		if cur := t.currentTitle(conversationID); title == cur {
 			rows, err := t.query(t.ctx, qLatestTitleSet, conversationID)
 			if err != nil {
 				return t.readFailed(err)
@@ -340,6 +340,9 @@ func (r *Repo) SetTitle(ctx context.Context, conversationID, title string, opts 
 					res = repo.Result{Event: rows[0], Outcome: repo.Duplicate}
 					return nil
 				}
+			} else if title == "" {
+				res = repo.Result{Event: events.Event{ConversationID: conversationID}, Outcome: repo.Duplicate}
+				return nil // no title to clear
 			}
 		}
 		p := r.prepare(events.Event{

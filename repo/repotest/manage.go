@@ -458,6 +458,12 @@ func (e *env) title(conv string) string {
 
 func testTitleSet(t *testing.T, s *suite) {
 	e := s.fresh(t)
+	// Clearing a title never set writes nothing (and sanitising to
+	// nothing is clearing).
+	if res, err := e.r.SetTitle(e.ctx, "c", "\x01\u200b", repo.TitleOptions{}); err != nil || res.Outcome != repo.Duplicate {
+		t.Errorf("clearing an unset title = %v, %v; want nothing written", res.Outcome, err)
+	}
+	e.wantHead("c", 0)
 	res, err := e.r.SetTitle(e.ctx, "c", "  My\u200b  chat\x07\n title  ", repo.TitleOptions{})
 	if err != nil || res.Outcome != repo.Appended {
 		t.Fatalf("SetTitle = %v, %v", res.Outcome, err)

@@ -139,16 +139,18 @@ func (r *Repo) SetTitle(ctx context.Context, conversationID, title string, opts 
 				return err
 			}
 		}
-		if title == cur && title != "" {
+		if title == cur {
 			ev, found, err := lookupRow(w.c, qLatestTitleSet, conversationID)
 			if err != nil {
 				return err
 			}
-			if found {
-				if t, _ := repo.TitleSetBy(&ev); t == title {
-					res = repo.Result{Event: ev, Outcome: repo.Duplicate}
-					return nil
-				}
+			if t, _ := repo.TitleSetBy(&ev); found && t == title {
+				res = repo.Result{Event: ev, Outcome: repo.Duplicate}
+				return nil
+			}
+			if !found && title == "" {
+				res = repo.Result{Event: events.Event{ConversationID: conversationID}, Outcome: repo.Duplicate}
+				return nil // no title to clear
 			}
 		}
 		p := w.repo.prepare(events.Event{
