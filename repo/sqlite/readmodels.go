@@ -91,7 +91,9 @@ func (w *writer) summary(conv string) (*repo.Summary, error) {
 }
 
 func (w *writer) putSummary(s *repo.Summary) error {
-	b, err := json.Marshal(s)
+	// MarshalJSON directly: json.Marshal would validate and compact its
+	// output a second time, on the writer, once per conversation per commit.
+	b, err := s.MarshalJSON()
 	if err != nil {
 		return err
 	}
