@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -38,6 +39,12 @@ func (s *Server) fork(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("at_seq", "must not be negative, got %d", req.AtSeq)
 	}
 	res, err := s.repo.Fork(r.Context(), r.PathValue("cid"), req.AtSeq, req.NewID)
+	var fe *events.FieldError
+	if errors.As(err, &fe) && fe.Field == "extra.parent_seq" {
+		// The store checks the fork point as the event's extra.parent_seq;
+		// the caller sent it as at_seq.
+		return badRequest("at_seq", "%s", fe.Reason)
+	}
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,11 @@ func TestFork(t *testing.T) {
 		t.Error("a repeated fork is not flagged as replayed")
 	}
 	want(t, s.do("POST", "/v1/conversations/p/fork", `{"at_seq":1,"new_id":"b"}`), http.StatusConflict, "conversation_exists")
-	want(t, s.do("POST", "/v1/conversations/p/fork", `{"at_seq":9}`), http.StatusBadRequest, "invalid_request")
+	r = s.do("POST", "/v1/conversations/p/fork", `{"at_seq":9}`)
+	want(t, r, http.StatusBadRequest, "invalid_request")
+	if e, _ := r.json(t)["error"].(map[string]any); e["field"] != "at_seq" {
+		t.Errorf("a fork beyond the head answered %v, want the field at_seq named", e)
+	}
 	want(t, s.do("POST", "/v1/conversations/nobody/fork", ``), http.StatusNotFound, "not_found")
 	want(t, s.do("POST", "/v1/conversations/p/fork", `{"at_seq":-1}`), http.StatusBadRequest, "invalid_request")
 	// A fork with no body forks at the head, under a new id.

@@ -273,11 +273,21 @@ var forkCommand = &command{
 			}
 			res, err := r.Fork(ctx, *conv, *at, *newID)
 			if err != nil {
-				return err
+				return forkParam(err, "--at-seq")
 			}
 			return writeJSON(env, forkedOf(res))
 		}
 	},
+}
+
+// forkParam names the fork point as the caller gave it: the store checks
+// it as the conversation_forked event's extra.parent_seq.
+func forkParam(err error, name string) error {
+	var fe *events.FieldError
+	if errors.As(err, &fe) && fe.Field == "extra.parent_seq" {
+		return &events.FieldError{Field: name, Reason: fe.Reason}
+	}
+	return err
 }
 
 func forkedOf(res repo.Result) forked {

@@ -105,6 +105,9 @@ func TestForkPopClearSystem(t *testing.T) {
 	}
 	wantCode(t, run(t, "", "--db", db, "fork", "--conversation", "p", "--at-seq", "1", "--new-id", "b"), 1)
 	wantCode(t, run(t, "", "--db", db, "fork", "--conversation", "nobody"), 1)
+	r = run(t, "", "--db", db, "fork", "--conversation", "p", "--at-seq", "9")
+	wantCode(t, r, 1)
+	wantOneLine(t, r.stderr, `chatlog fork: --at-seq: is 9, beyond the head of "p" (3)`)
 	wantCode(t, run(t, "", "--db", db, "system", "--conversation", "b", "talk like a pirate"), 0)
 	r = run(t, "", "--db", db, "messages", "--conversation", "b")
 	wantCode(t, r, 0)
