@@ -40,3 +40,37 @@ func TestLogChecker(t *testing.T) {
 		t.Errorf("%d problems kept, want the cap %d", len(p), repo.MaxProblems)
 	}
 }
+
+func TestLogChecker_Ledger(t *testing.T) {
+	entry := func(seq int64, kind string, amount, balance int64) *events.Event {
+		return &events.Event{ConversationID: events.LedgerStreamPrefix + "u", Seq: seq, Pos: seq, Type: events.TypeLedgerEntry,
+			Extra: map[string]any{"kind": kind, "amount": amount, "balance": balance}}
+	}
+	var (
+		c repo.LogChecker
+		p repo.Problems
+	)
+	for _, e := range []*events.Event{
+		entry(1, "credit", 100, 100),
+		entry(2, "debit", 30, 70),
+		entry(3, "debit", 70, 0),
+		entry(4, "credit", 5, 5),
+	} {
+		c.Check(e, &p)
+	}
+	if len(p) != 0 {
+		t.Fatalf("a sound ledger: problems %v", p)
+	}
+	c.Check(entry(5, "debit", 1, 5), &p)   // the debit not taken off
+	c.Check(entry(6, "debit", 2, 3), &p)   // sound again, from the balance stated
+	c.Check(entry(7, "debit", 10, -7), &p) // overdrawn
+	c.Check(entry(8, "refund", 1, 0), &p)  // no such kind
+	want := []string{
+		`ledger "~ledger/u": seq 5 (debit of 1) states balance 5; the entries before it make 4`,
+		`ledger "~ledger/u": seq 7 (debit of 10) states balance -7; the entries before it make -7`,
+		`ledger "~ledger/u": seq 8 is not a well-formed entry (kind "refund", amount 1, balance 0)`,
+	}
+	if strings.Join(p, "\n") != strings.Join(want, "\n") {
+		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(p, "\n"), strings.Join(want, "\n"))
+	}
+}

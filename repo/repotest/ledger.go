@@ -180,6 +180,19 @@ func testLedgerReadModels(t *testing.T, s *suite) {
 	if head := e.head("b1"); head != 0 {
 		t.Fatalf("a refused fork left %d events", head)
 	}
+	// An entry written around the ledger, whose balance does not follow
+	// from the one before it, is what verify is for.
+	e.mustAppend(events.Event{ConversationID: ledger.StreamID("u"), Type: events.TypeLedgerEntry, RequestID: "forged",
+		Extra: map[string]any{"kind": "debit", "amount": 1, "balance": 500}}, repo.AppendOptions{}, repo.Appended)
+	problems, err := e.r.VerifyReadModels(e.ctx, nil)
+	if err != nil || len(problems) != 1 || !strings.Contains(problems[0], `seq 2 (debit of 1) states balance 500; the entries before it make 4`) {
+		t.Fatalf("VerifyReadModels after a forged entry = %q, %v; want the broken balance chain", problems, err)
+	}
+	// Erased again, so the suite's own check after the test finds the
+	// log sound.
+	if _, err := e.r.Delete(e.ctx, ledger.StreamID("u"), repo.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // checkLedger verifies the running balances of a ledger stream: every
