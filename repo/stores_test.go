@@ -190,6 +190,36 @@ func testReadModels_SearchParts(t *testing.T, b storetest.Backend) {
 	}
 }
 
+// TestReadModels_SearchDiacritics: every backend folds case and the
+// diacritics of Latin letters alike, in what it indexes and in queries,
+// and leaves letters without a decomposition (ł, ß, æ) and other scripts
+// as they are.
+func TestReadModels_SearchDiacritics(t *testing.T) {
+	storetest.Run(t, testReadModels_SearchDiacritics)
+}
+
+func testReadModels_SearchDiacritics(t *testing.T, b storetest.Backend) {
+	ctx := context.Background()
+	r := b.Open(t)
+	for _, text := range []string{"Un café crème", "a naïve Ångström", "Việt Nam", "Łódź", "Straße", "Ελληνικά"} {
+		mustAppend(t, r, events.Event{ConversationID: "c", Type: events.TypeUserMessage, Content: events.NewText(text)})
+	}
+	for q, want := range map[string]int64{
+		"cafe creme": 1, "CAFÉ": 1, "naive angström": 2, "viet": 3, "VIỆT": 3,
+		"łodz": 4, "lodz": 0, "straße": 5, "strasse": 0, "ελληνικά": 6, "ελληνικα": 0,
+	} {
+		hits, err := r.Search(ctx, repo.SearchQuery{Query: q})
+		switch {
+		case err != nil:
+			t.Errorf("Search(%q): %v", q, err)
+		case want == 0 && len(hits) != 0:
+			t.Errorf("Search(%q) = %+v, want nothing", q, hits)
+		case want != 0 && (len(hits) != 1 || hits[0].Seq != want):
+			t.Errorf("Search(%q) = %+v, want seq %d alone", q, hits, want)
+		}
+	}
+}
+
 // TestReadModels_RebuildVerify: a rebuild equals the live read models,
 // and verify finds nothing on a healthy store. Each backend's own tests
 // damage its read models behind its back and check that verify names

@@ -23,7 +23,7 @@ import (
 // searchVersion is the version of what the search index holds; bump it
 // (with a migration that changes events_search) when the indexed text or
 // the text search configuration changes.
-const searchVersion = 1
+const searchVersion = 2
 
 // checkpoint is a projections row.
 type checkpoint struct {

@@ -7,11 +7,15 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/chatlog/chatlog/events"
 )
 
 // The search index's words, split by the same function for messages and
-// queries: runs of letters and digits, lowercased. The writer stores a
+// queries: runs of letters and digits, lowercased, with the diacritics of
+// Latin letters removed (café and CAFÉ are cafe), as SQLite's unicode61
+// tokenizer with remove_diacritics does. The writer stores a
 // message's distinct words as a tsvector (no positions: search matches
 // words, it neither ranks nor looks for phrases), so the server indexes
 // what it is given instead of parsing every message.
@@ -43,13 +47,47 @@ func words(text string) []string {
 		case r < utf8.RuneSelf && 'A' <= r && r <= 'Z':
 			buf = append(buf, byte(r+'a'-'A'))
 		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)):
-			buf = utf8.AppendRune(buf, unicode.ToLower(r))
+			buf = utf8.AppendRune(buf, foldDiacritics(unicode.ToLower(r)))
 		default:
 			end()
 		}
 	}
 	end()
 	return out
+}
+
+// latinFolds maps each Latin letter with diacritics (Latin-1 Supplement to
+// Latin Extended-B, and Latin Extended Additional) to its base letter: the
+// first rune of its canonical decomposition, when the rest are combining
+// marks. Letters without a decomposition (ø, ł, æ, ß) stay as they are.
+var latinFolds = func() map[rune]rune {
+	m := map[rune]rune{}
+	add := func(lo, hi rune) {
+		for r := lo; r <= hi; r++ {
+			d := []rune(norm.NFD.String(string(r)))
+			if len(d) < 2 || d[0] >= utf8.RuneSelf && !unicode.Is(unicode.Latin, d[0]) {
+				continue
+			}
+			marks := true
+			for _, c := range d[1:] {
+				marks = marks && unicode.Is(unicode.Mn, c)
+			}
+			if marks {
+				m[r] = d[0]
+			}
+		}
+	}
+	add(0x00C0, 0x024F)
+	add(0x1E00, 0x1EFF)
+	return m
+}()
+
+// foldDiacritics removes the diacritics of a Latin letter (see latinFolds).
+func foldDiacritics(r rune) rune {
+	if b, ok := latinFolds[r]; ok {
+		return b
+	}
+	return r
 }
 
 // searchable reports whether events of type t are indexed for search.
@@ -83,7 +121,7 @@ func searchVector(text string) string {
 		case r < utf8.RuneSelf && 'A' <= r && r <= 'Z':
 			buf = append(buf, byte(r+'a'-'A'))
 		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)):
-			buf = utf8.AppendRune(buf, unicode.ToLower(r))
+			buf = utf8.AppendRune(buf, foldDiacritics(unicode.ToLower(r)))
 		default:
 			end()
 		}
