@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -216,6 +217,46 @@ func testReadModels_SearchDiacritics(t *testing.T, b storetest.Backend) {
 			t.Errorf("Search(%q) = %+v, want nothing", q, hits)
 		case want != 0 && (len(hits) != 1 || hits[0].Seq != want):
 			t.Errorf("Search(%q) = %+v, want seq %d alone", q, hits, want)
+		}
+	}
+}
+
+// TestReadModels_SearchSnippet: every backend cuts the same snippet: up
+// to 16 words around the matches, each match marked (diacritics folded),
+// an ellipsis where the text was cut.
+func TestReadModels_SearchSnippet(t *testing.T) { storetest.Run(t, testReadModels_SearchSnippet) }
+
+func testReadModels_SearchSnippet(t *testing.T, b storetest.Backend) {
+	ctx := context.Background()
+	r := b.Open(t)
+	for _, text := range []string{
+		"We met at a small café near the station; the Café was crowded and the coffee was cold, but the croissants were excellent and we stayed for hours.",
+		"  Short: café!  ",
+		"one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty target. end",
+		"target one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen",
+		"a b c d e f g h i j k l m n o p q r s t u v w x y z alpha beta gamma delta target epsilon zeta eta theta iota kappa lambda mu nu xi omicron",
+	} {
+		mustAppend(t, r, events.Event{ConversationID: "c", Type: events.TypeUserMessage, Content: events.NewText(text)})
+	}
+	for q, want := range map[string][]string{
+		"CAFE":              {"  Short: [café]!  ", "We met at a small [café] near the station; the [Café] was crowded and the coffee…"},
+		"croissants coffee": {"…Café was crowded and the [coffee] was cold, but the [croissants] were excellent and we stayed…"},
+		"target": {
+			"…x y z alpha beta gamma delta [target] epsilon zeta eta theta iota kappa lambda mu…",
+			"[target] one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen…",
+			"…seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty [target]. end",
+		},
+	} {
+		hits, err := r.Search(ctx, repo.SearchQuery{Query: q})
+		if err != nil {
+			t.Fatalf("Search(%q): %v", q, err)
+		}
+		var got []string
+		for _, h := range hits {
+			got = append(got, h.Snippet)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("Search(%q) snippets:\n%q\nwant:\n%q", q, got, want)
 		}
 	}
 }

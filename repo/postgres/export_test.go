@@ -8,3 +8,6 @@ var Words = words
 
 // SearchVector exposes searchVector to the external tests.
 var SearchVector = searchVector
+
+// Snippet exposes snippet to the external tests.
+var Snippet = snippet

@@ -187,12 +187,9 @@ WHERE user_id = $1 AND user_id <> '' AND ($2 = '' OR source = $2)
   AND (NOT $3 OR last_active_at < $4 OR (last_active_at = $4 AND conversation_id < $5))
 ORDER BY user_id, last_active_at DESC, conversation_id DESC LIMIT $6`
 
-	// Newest first. The snippet is cut from the few hits returned only.
+	// Newest first. The snippet is cut in Go from the few hits returned.
 	// The conversation filters are subqueries, run only when set.
-	qSearch = `SELECT h.conversation_id, h.seq, h.role,
-    ts_headline('simple', h.text, $1::tsquery,
-        'StartSel=[, StopSel=], MaxWords=16, MinWords=6, ShortWord=0, MaxFragments=1, FragmentDelimiter=" … "'),
-    h.text
+	qSearch = `SELECT h.conversation_id, h.seq, h.role, h.text
 FROM (
     SELECT e.conversation_id, e.seq, e.role, coalesce(e.content, e.parts_text, '') AS text, e.pos
     FROM events AS e

@@ -166,6 +166,7 @@ func (r *Repo) ListConversations(ctx context.Context, q repo.ListQuery) (repo.Li
 func (r *Repo) Search(ctx context.Context, q repo.SearchQuery) ([]repo.SearchHit, error) {
 	hits := []repo.SearchHit{}
 	query, ok := searchQuery(q.Query)
+	terms := strings.Fields(searchWords(q.Query))
 	if !ok {
 		if err := r.enter(ctx); err != nil {
 			return nil, err
@@ -190,10 +191,11 @@ func (r *Repo) Search(ctx context.Context, q repo.SearchQuery) ([]repo.SearchHit
 		for rows.Next() {
 			var h repo.SearchHit
 			var role, text string
-			if err := rows.Scan(&h.ConversationID, &h.Seq, &role, &h.Snippet, &text); err != nil {
+			if err := rows.Scan(&h.ConversationID, &h.Seq, &role, &text); err != nil {
 				return err
 			}
 			h.Role = events.Role(role)
+			h.Snippet = snippet(text, terms)
 			if h.Snippet == "" {
 				h.Snippet = projection.Preview(text)
 			}

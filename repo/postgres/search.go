@@ -171,6 +171,121 @@ func quoteLexeme(b *strings.Builder, w string) {
 	b.WriteByte('\'')
 }
 
+// wordSpan is a word of a text: its bytes text[start:end], and the word as
+// words returns it.
+type wordSpan struct {
+	start, end int
+	word       string
+}
+
+// wordSpans splits text as words does, keeping where each word is.
+func wordSpans(text string) []wordSpan {
+	var out []wordSpan
+	var buf []byte
+	start := -1
+	for i, r := range text {
+		switch {
+		case r < utf8.RuneSelf && ('a' <= r && r <= 'z' || '0' <= r && r <= '9'):
+			buf = append(buf, byte(r))
+		case r < utf8.RuneSelf && 'A' <= r && r <= 'Z':
+			buf = append(buf, byte(r+'a'-'A'))
+		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)):
+			buf = utf8.AppendRune(buf, foldDiacritics(unicode.ToLower(r)))
+		default:
+			if start >= 0 {
+				out = append(out, wordSpan{start, i, string(buf)})
+				buf, start = buf[:0], -1
+			}
+			continue
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	if start >= 0 {
+		out = append(out, wordSpan{start, len(text), string(buf)})
+	}
+	return out
+}
+
+// snippetWords is how many words a snippet shows, as the SQLite store's.
+const snippetWords = 16
+
+// snippet cuts from text the run of up to snippetWords words that holds
+// the most of the query's words (then the most matches, then the
+// earliest), centred on its matches, marks each match [so] and marks a
+// cut end with "…": the SQLite store's snippet, made here because
+// ts_headline knows nothing of folded diacritics.
+func snippet(text string, query []string) string {
+	toks := wordSpans(text)
+	if len(toks) == 0 {
+		return ""
+	}
+	term := make([]int, len(toks)) // the query word a word matches, or -1
+	for i, t := range toks {
+		term[i] = slices.Index(query, t.word)
+	}
+	n, w := len(toks), min(snippetWords, len(toks))
+	counts := make([]int, len(query))
+	distinct, total := 0, 0
+	take := func(i, d int) {
+		if q := term[i]; q >= 0 {
+			if counts[q] == 0 && d > 0 || counts[q] == 1 && d < 0 {
+				distinct += d
+			}
+			counts[q] += d
+			total += d
+		}
+	}
+	for i := range w {
+		take(i, 1)
+	}
+	best, bestDistinct, bestTotal := 0, distinct, total
+	for s := 1; s+w <= n; s++ {
+		take(s-1, -1)
+		take(s+w-1, 1)
+		if distinct > bestDistinct || distinct == bestDistinct && total > bestTotal {
+			best, bestDistinct, bestTotal = s, distinct, total
+		}
+	}
+	start := best
+	if bestTotal > 0 {
+		first, last := -1, -1
+		for i := best; i < best+w; i++ {
+			if term[i] >= 0 {
+				if first < 0 {
+					first = i
+				}
+				last = i
+			}
+		}
+		start = max(0, min(first-(w-(last-first+1))/2, n-w))
+	}
+	var b strings.Builder
+	pos := toks[start].start
+	if start == 0 {
+		pos = 0
+	} else {
+		b.WriteString("…")
+	}
+	for i := start; i < start+w; i++ {
+		t := toks[i]
+		b.WriteString(text[pos:t.start])
+		if term[i] >= 0 {
+			b.WriteString("[" + text[t.start:t.end] + "]")
+		} else {
+			b.WriteString(text[t.start:t.end])
+		}
+		pos = t.end
+	}
+	if start+w < n {
+		b.WriteString("…")
+	} else {
+		b.WriteString(text[pos:])
+	}
+	return b.String()
+}
+
 // searchWords turns anything a user types into the words to look for (at
 // most 32), joined by spaces. It returns "" when there are none.
 func searchWords(q string) string {

@@ -103,3 +103,42 @@ func TestSearchVector(t *testing.T) {
 		}
 	}
 }
+
+// FuzzSnippet: a snippet is cut from the text as it is (without the marks
+// and ellipses it adds, a run of the text's own bytes), holds at most 16
+// words, and marks a word exactly when it is one of the query's.
+func FuzzSnippet(f *testing.F) {
+	f.Add("We met at a small café near the station", "cafe")
+	f.Add("  Short: café!  ", "café short")
+	f.Add("[x] … y", "x")
+	f.Fuzz(func(t *testing.T, text, q string) {
+		if strings.ContainsAny(text, "[]…") {
+			return // the marks could not be told from the text's own
+		}
+		query := strings.Fields(postgres.SearchWords(q))
+		got := postgres.Snippet(text, query)
+		plain := strings.NewReplacer("[", "", "]", "", "…", "").Replace(got)
+		if !strings.Contains(text, plain) {
+			t.Fatalf("snippet(%q, %q) = %q: not cut from the text", text, query, got)
+		}
+		if ws := postgres.Words(plain); len(ws) > 16 {
+			t.Fatalf("snippet(%q, %q) = %q: %d words", text, query, got, len(ws))
+		}
+		marks := strings.Split(got, "[")[1:]
+		for _, part := range marks {
+			marked, _, ok := strings.Cut(part, "]")
+			if ws := postgres.Words(marked); !ok || len(ws) != 1 || !slices.Contains(query, ws[0]) {
+				t.Fatalf("snippet(%q, %q) = %q: %q marked", text, query, got, marked)
+			}
+		}
+		matches := 0
+		for _, w := range postgres.Words(plain) {
+			if slices.Contains(query, w) {
+				matches++
+			}
+		}
+		if matches != len(marks) {
+			t.Fatalf("snippet(%q, %q) = %q: %d marks for %d matching words", text, query, got, len(marks), matches)
+		}
+	})
+}
