@@ -72,7 +72,7 @@ func (c *LogChecker) checkEntry(e *events.Event, p *Problems) {
 		want -= amount
 	}
 	switch {
-	case !okAmount || !okBalance || (kind != "credit" && kind != "debit"):
+	case !okAmount || amount <= 0 || !okBalance || (kind != "credit" && kind != "debit"):
 		p.Report("ledger %q: seq %d is not a well-formed entry (kind %q, amount %v, balance %v)",
 			e.ConversationID, e.Seq, kind, e.Extra["amount"], e.Extra["balance"])
 	case stated != want || stated < 0:

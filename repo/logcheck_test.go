@@ -65,10 +65,12 @@ func TestLogChecker_Ledger(t *testing.T) {
 	c.Check(entry(6, "debit", 2, 3), &p)   // sound again, from the balance stated
 	c.Check(entry(7, "debit", 10, -7), &p) // overdrawn
 	c.Check(entry(8, "refund", 1, 0), &p)  // no such kind
+	c.Check(entry(9, "debit", -5, 5), &p)  // a debit that adds
 	want := []string{
 		`ledger "~ledger/u": seq 5 (debit of 1) states balance 5; the entries before it make 4`,
 		`ledger "~ledger/u": seq 7 (debit of 10) states balance -7; the entries before it make -7`,
 		`ledger "~ledger/u": seq 8 is not a well-formed entry (kind "refund", amount 1, balance 0)`,
+		`ledger "~ledger/u": seq 9 is not a well-formed entry (kind "debit", amount -5, balance 5)`,
 	}
 	if strings.Join(p, "\n") != strings.Join(want, "\n") {
 		t.Errorf("problems:\n%s\nwant:\n%s", strings.Join(p, "\n"), strings.Join(want, "\n"))
