@@ -13,7 +13,7 @@ import (
 )
 
 // The search index's words, split by the same function for messages and
-// queries: runs of letters and digits, lowercased, with the diacritics of
+// queries: runs of letters and numbers, lowercased, with the diacritics of
 // Latin letters removed (café and CAFÉ are cafe), as SQLite's unicode61
 // tokenizer with remove_diacritics does. The writer stores a
 // message's distinct words as a tsvector (no positions: search matches
@@ -46,8 +46,10 @@ func words(text string) []string {
 			buf = append(buf, byte(r))
 		case r < utf8.RuneSelf && 'A' <= r && r <= 'Z':
 			buf = append(buf, byte(r+'a'-'A'))
-		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)):
+		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsNumber(r)):
 			buf = utf8.AppendRune(buf, foldDiacritics(unicode.ToLower(r)))
+		case inWordMark(r):
+			// part of the word, dropped
 		default:
 			end()
 		}
@@ -57,15 +59,20 @@ func words(text string) []string {
 }
 
 // latinFolds maps each Latin letter with diacritics (Latin-1 Supplement to
-// Latin Extended-B, and Latin Extended Additional) to its base letter: the
-// first rune of its canonical decomposition, when the rest are combining
-// marks. Letters without a decomposition (ø, ł, æ, ß) stay as they are.
+// Latin Extended-B, and Latin Extended Additional) to the ASCII letter it
+// is built on: the first rune of its canonical decomposition, when that is
+// ASCII and the rest are combining marks. These are the letters SQLite's
+// unicode61 tokenizer folds with remove_diacritics 2, less ǡ (which it
+// leaves), plus the three its case folding makes of letters Go's ToLower
+// leaves (ſ and ẛ are s, the micro sign is μ); letters built on another
+// letter (ǣ on æ, ǿ on ø) and letters without a decomposition (ø, ł, æ,
+// ß) stay as they are. TestWords_SameAsSQLite holds the two together.
 var latinFolds = func() map[rune]rune {
-	m := map[rune]rune{}
+	m := map[rune]rune{'ſ': 's', 'ẛ': 's', 'µ': 'μ'}
 	add := func(lo, hi rune) {
 		for r := lo; r <= hi; r++ {
 			d := []rune(norm.NFD.String(string(r)))
-			if len(d) < 2 || d[0] >= utf8.RuneSelf && !unicode.Is(unicode.Latin, d[0]) {
+			if len(d) < 2 || d[0] >= utf8.RuneSelf || r == 'Ǡ' || r == 'ǡ' {
 				continue
 			}
 			marks := true
@@ -88,6 +95,20 @@ func foldDiacritics(r rune) rune {
 		return b
 	}
 	return r
+}
+
+// inWordMarks are the combining diacritics (U+0300 to U+033F, one bit
+// each) that SQLite's tokenizer takes as part of a word and drops, so a
+// letter typed as base + mark (e + U+0301, as macOS keyboards send it)
+// reads as the base letter: the marks of the Latin letters it folds.
+// Every other mark separates words, there as here.
+const inWordMarks = 1<<0x00 | 1<<0x01 | 1<<0x02 | 1<<0x03 | 1<<0x04 | 1<<0x06 | 1<<0x07 | 1<<0x08 |
+	1<<0x09 | 1<<0x0A | 1<<0x0B | 1<<0x0C | 1<<0x0F | 1<<0x11 | 1<<0x1B | 1<<0x23 | 1<<0x24 | 1<<0x25 |
+	1<<0x26 | 1<<0x27 | 1<<0x28 | 1<<0x2D | 1<<0x2E | 1<<0x30 | 1<<0x31
+
+// inWordMark reports whether r is one of inWordMarks.
+func inWordMark(r rune) bool {
+	return r >= 0x300 && r < 0x340 && inWordMarks&(uint64(1)<<(r-0x300)) != 0
 }
 
 // searchable reports whether events of type t are indexed for search.
@@ -120,8 +141,10 @@ func searchVector(text string) string {
 			buf = append(buf, byte(r))
 		case r < utf8.RuneSelf && 'A' <= r && r <= 'Z':
 			buf = append(buf, byte(r+'a'-'A'))
-		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)):
+		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsNumber(r)):
 			buf = utf8.AppendRune(buf, foldDiacritics(unicode.ToLower(r)))
+		case inWordMark(r):
+			// part of the word, dropped
 		default:
 			end()
 		}
@@ -189,20 +212,22 @@ func wordSpans(text string) []wordSpan {
 			buf = append(buf, byte(r))
 		case r < utf8.RuneSelf && 'A' <= r && r <= 'Z':
 			buf = append(buf, byte(r+'a'-'A'))
-		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)):
+		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsNumber(r)):
 			buf = utf8.AppendRune(buf, foldDiacritics(unicode.ToLower(r)))
+		case inWordMark(r):
+			// part of the word, dropped
 		default:
-			if start >= 0 {
+			if start >= 0 && len(buf) > 0 {
 				out = append(out, wordSpan{start, i, string(buf)})
-				buf, start = buf[:0], -1
 			}
+			buf, start = buf[:0], -1
 			continue
 		}
 		if start < 0 {
 			start = i
 		}
 	}
-	if start >= 0 {
+	if start >= 0 && len(buf) > 0 {
 		out = append(out, wordSpan{start, len(text), string(buf)})
 	}
 	return out
@@ -211,74 +236,112 @@ func wordSpans(text string) []wordSpan {
 // snippetWords is how many words a snippet shows, as the SQLite store's.
 const snippetWords = 16
 
-// snippet cuts from text the run of up to snippetWords words that holds
-// the most of the query's words (then the most matches, then the
-// earliest), centred on its matches, marks each match [so] and marks a
-// cut end with "…": the SQLite store's snippet, made here because
-// ts_headline knows nothing of folded diacritics.
+// snippet cuts from text the words the SQLite store's snippet() shows for
+// the same query (FTS5's choice of window, which users of either backend
+// see alike): each match is marked [so], and a cut end gets "…".
+//
+// FTS5 scores the window of snippetWords words starting at each match:
+// 1000 for each query word it holds, 1 for each repeat, and moves the best
+// back so its matches sit in the middle. In a text longer than one window
+// it also scores the window starting at the sentence the match is in (a
+// word after "." or ":" and a space, or the first word), 100 more for
+// starting a sentence (120 for the first). The first best window wins.
 func snippet(text string, query []string) string {
 	toks := wordSpans(text)
-	if len(toks) == 0 {
+	n := len(toks)
+	if n == 0 {
 		return ""
 	}
-	term := make([]int, len(toks)) // the query word a word matches, or -1
+	w := snippetWords
+	// hits are the matches in text order; a word the query holds twice
+	// is two matches, one for each.
+	type hit struct{ at, term int }
+	var hits []hit
+	marked := make([]bool, n)
 	for i, t := range toks {
-		term[i] = slices.Index(query, t.word)
-	}
-	n, w := len(toks), min(snippetWords, len(toks))
-	counts := make([]int, len(query))
-	distinct, total := 0, 0
-	take := func(i, d int) {
-		if q := term[i]; q >= 0 {
-			if counts[q] == 0 && d > 0 || counts[q] == 1 && d < 0 {
-				distinct += d
+		for q, word := range query {
+			if word == t.word {
+				hits = append(hits, hit{i, q})
+				marked[i] = true
 			}
-			counts[q] += d
-			total += d
 		}
 	}
-	for i := range w {
-		take(i, 1)
-	}
-	best, bestDistinct, bestTotal := 0, distinct, total
-	for s := 1; s+w <= n; s++ {
-		take(s-1, -1)
-		take(s+w-1, 1)
-		if distinct > bestDistinct || distinct == bestDistinct && total > bestTotal {
-			best, bestDistinct, bestTotal = s, distinct, total
-		}
-	}
-	start := best
-	if bestTotal > 0 {
+	// score rates the window starting at word from and returns where
+	// that window would start with its matches centred.
+	seen := make([]bool, len(query))
+	score := func(from int) (points, centred int) {
+		clear(seen)
 		first, last := -1, -1
-		for i := best; i < best+w; i++ {
-			if term[i] >= 0 {
-				if first < 0 {
-					first = i
-				}
-				last = i
+		for _, h := range hits {
+			if h.at < from || h.at >= from+w {
+				continue
+			}
+			if seen[h.term] {
+				points++
+			} else {
+				points += 1000
+				seen[h.term] = true
+			}
+			if first < 0 {
+				first = h.at
+			}
+			last = h.at
+		}
+		centred = first - (w-(last+1-first))/2
+		if centred+w > n {
+			centred = n - w
+		}
+		return points, max(centred, 0)
+	}
+	sentence := []int{0} // the words that start a sentence
+	for i := 1; i < n; i++ {
+		j := toks[i].start - 1
+		for j >= 0 && strings.IndexByte(" \t\n\r", text[j]) >= 0 {
+			j--
+		}
+		if j >= 0 && j < toks[i].start-1 && (text[j] == '.' || text[j] == ':') {
+			sentence = append(sentence, i)
+		}
+	}
+	best, start := 0, 0
+	for _, h := range hits {
+		if points, centred := score(h.at); points > best {
+			best, start = points, centred
+		}
+		if n <= w {
+			continue
+		}
+		k, _ := slices.BinarySearch(sentence, h.at+1) // sentence[k-1] <= h.at
+		if s := sentence[k-1]; s < h.at {
+			points, _ := score(s)
+			if s == 0 {
+				points += 120
+			} else {
+				points += 100
+			}
+			if points > best {
+				best, start = points, s
 			}
 		}
-		start = max(0, min(first-(w-(last-first+1))/2, n-w))
 	}
+	end := min(start+w, n)
 	var b strings.Builder
-	pos := toks[start].start
-	if start == 0 {
-		pos = 0
-	} else {
+	pos := 0
+	if start > 0 {
 		b.WriteString("…")
+		pos = toks[start].start
 	}
-	for i := start; i < start+w; i++ {
+	for i := start; i < end; i++ {
 		t := toks[i]
 		b.WriteString(text[pos:t.start])
-		if term[i] >= 0 {
+		if marked[i] {
 			b.WriteString("[" + text[t.start:t.end] + "]")
 		} else {
 			b.WriteString(text[t.start:t.end])
 		}
 		pos = t.end
 	}
-	if start+w < n {
+	if end < n {
 		b.WriteString("…")
 	} else {
 		b.WriteString(text[pos:])
