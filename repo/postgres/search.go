@@ -10,6 +10,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/searchtext"
 )
 
 // The search index's words, split by the same function for messages and
@@ -48,7 +49,7 @@ func words(text string) []string {
 			buf = append(buf, byte(r+'a'-'A'))
 		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsNumber(r)):
 			buf = utf8.AppendRune(buf, foldDiacritics(unicode.ToLower(r)))
-		case inWordMark(r):
+		case searchtext.InWordMark(r):
 			// part of the word, dropped
 		default:
 			end()
@@ -97,20 +98,6 @@ func foldDiacritics(r rune) rune {
 	return r
 }
 
-// inWordMarks are the combining diacritics (U+0300 to U+033F, one bit
-// each) that SQLite's tokenizer takes as part of a word and drops, so a
-// letter typed as base + mark (e + U+0301, as macOS keyboards send it)
-// reads as the base letter: the marks of the Latin letters it folds.
-// Every other mark separates words, there as here.
-const inWordMarks = 1<<0x00 | 1<<0x01 | 1<<0x02 | 1<<0x03 | 1<<0x04 | 1<<0x06 | 1<<0x07 | 1<<0x08 |
-	1<<0x09 | 1<<0x0A | 1<<0x0B | 1<<0x0C | 1<<0x0F | 1<<0x11 | 1<<0x1B | 1<<0x23 | 1<<0x24 | 1<<0x25 |
-	1<<0x26 | 1<<0x27 | 1<<0x28 | 1<<0x2D | 1<<0x2E | 1<<0x30 | 1<<0x31
-
-// inWordMark reports whether r is one of inWordMarks.
-func inWordMark(r rune) bool {
-	return r >= 0x300 && r < 0x340 && inWordMarks&(uint64(1)<<(r-0x300)) != 0
-}
-
 // searchable reports whether events of type t are indexed for search.
 func searchable(t events.Type) bool {
 	switch t {
@@ -143,7 +130,7 @@ func searchVector(text string) string {
 			buf = append(buf, byte(r+'a'-'A'))
 		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsNumber(r)):
 			buf = utf8.AppendRune(buf, foldDiacritics(unicode.ToLower(r)))
-		case inWordMark(r):
+		case searchtext.InWordMark(r):
 			// part of the word, dropped
 		default:
 			end()
@@ -214,7 +201,7 @@ func wordSpans(text string) []wordSpan {
 			buf = append(buf, byte(r+'a'-'A'))
 		case r >= utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsNumber(r)):
 			buf = utf8.AppendRune(buf, foldDiacritics(unicode.ToLower(r)))
-		case inWordMark(r):
+		case searchtext.InWordMark(r):
 			// part of the word, dropped
 		default:
 			if start >= 0 && len(buf) > 0 {

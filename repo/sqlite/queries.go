@@ -143,6 +143,9 @@ LEFT JOIN {p}conversations c ON c.conversation_id = e.conversation_id
 WHERE {p}message_search MATCH ?1 AND (?2 = '' OR e.conversation_id = ?2) AND (?3 = '' OR e.role = ?3)
   AND (?4 = '' OR c.source = ?4) AND (?5 = '' OR c.user_id = ?5)
 ORDER BY {p}message_search.rowid DESC LIMIT ?6+0`
+	// Whether FTS5 takes a quoted word for one word or a phrase: parsing
+	// the query is all that is asked of it.
+	qSearchProbe     = `SELECT 1 FROM {p}message_search WHERE {p}message_search MATCH ? LIMIT 1`
 	qNeighbourBefore = `SELECT seq, role, coalesce(content, '') FROM {p}searchable_messages
 WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT 1`
 	qNeighbourAfter = `SELECT seq, role, coalesce(content, '') FROM {p}searchable_messages

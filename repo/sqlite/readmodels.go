@@ -11,8 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/chatlog/chatlog/events"
+	"github.com/chatlog/chatlog/internal/searchtext"
 	"github.com/chatlog/chatlog/projection"
 	"github.com/chatlog/chatlog/repo"
 )
@@ -245,17 +247,63 @@ func (r *Repo) ListConversations(ctx context.Context, q repo.ListQuery) (repo.Li
 }
 
 // SearchTerms turns anything a user types into an FTS5 query that cannot
-// fail: the words (letters and digits) each quoted as a string, so no
-// character is read as query syntax. It returns "" when there are none.
+// fail: the words (letters, numbers and the accents FTS5 keeps in a word,
+// see searchtext) each quoted as a string, so no character is read as
+// query syntax. It returns "" when there are none.
 func SearchTerms(q string) string {
-	words := strings.FieldsFunc(q, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
-	if len(words) > 32 {
-		words = words[:32]
+	return quoteTerms(strings.FieldsFunc(q, func(r rune) bool { return !termRune(r) }))
+}
+
+func termRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsNumber(r) || searchtext.InWordMark(r)
+}
+
+// quoteTerms quotes the first 32 words that hold a letter or number.
+func quoteTerms(words []string) string {
+	var quoted []string
+	for _, w := range words {
+		if len(quoted) == 32 {
+			break
+		}
+		if strings.IndexFunc(w, func(r rune) bool { return !searchtext.InWordMark(r) }) >= 0 {
+			quoted = append(quoted, `"`+w+`"`)
+		}
 	}
-	for i, w := range words {
-		words[i] = `"` + w + `"`
+	return strings.Join(quoted, " ")
+}
+
+// errPhrase is how FTS5 refuses a quoted word it splits in two: the index
+// keeps no positions, so it cannot match a phrase.
+const errPhrase = "phrase queries are not supported"
+
+// termsLikeIndex splits q where FTS5 does, asking it: Go's Unicode tables
+// are newer than SQLite's, so a rune Go takes for a letter (a script added
+// since, a mark reclassified) can be a separator to FTS5, making a quoted
+// word a phrase. Each rune of q beyond ASCII is tried alone between two
+// letters; the ones FTS5 refuses that way split the words.
+func termsLikeIndex(c *conn, q string) (string, error) {
+	st, err := c.stmt(qSearchProbe)
+	if err != nil {
+		return "", err
 	}
-	return strings.Join(words, " ")
+	separates := map[rune]bool{}
+	for _, r := range q {
+		if r < utf8.RuneSelf || !termRune(r) {
+			continue
+		}
+		if _, tried := separates[r]; tried {
+			continue
+		}
+		st.BindText(1, `"a`+string(r)+`b"`)
+		st.Step()
+		err := st.Err()
+		st.Reset()
+		separates[r] = err != nil && strings.Contains(err.Error(), errPhrase)
+		if err != nil && !separates[r] {
+			return "", err
+		}
+	}
+	return quoteTerms(strings.FieldsFunc(q, func(r rune) bool { return !termRune(r) || separates[r] })), nil
 }
 
 // Search implements repo.ReadModels.
@@ -273,21 +321,13 @@ func (r *Repo) Search(ctx context.Context, q repo.SearchQuery) ([]repo.SearchHit
 		limit = 200
 	}
 	err := r.read(ctx, func(c *conn) error {
-		st, err := c.stmt(qSearch)
-		if err != nil {
-			return err
-		}
-		defer st.Reset()
-		bind(st, match, q.ConversationID, string(q.Role), q.Source, q.User, int64(limit))
-		for st.Step() {
-			h := repo.SearchHit{ConversationID: st.ColumnText(0), Seq: st.ColumnInt64(1),
-				Role: events.Role(st.ColumnText(2)), Snippet: st.ColumnText(3)}
-			if h.Snippet == "" {
-				h.Snippet = projection.Preview(st.ColumnText(4))
+		err := search(c, match, q, limit, &hits)
+		if err != nil && strings.Contains(err.Error(), errPhrase) {
+			if match, err = termsLikeIndex(c, q.Query); err == nil && match != "" {
+				err = search(c, match, q, limit, &hits)
 			}
-			hits = append(hits, h)
 		}
-		if err := st.Err(); err != nil {
+		if err != nil {
 			return fmt.Errorf("sqlite: search: %w", err)
 		}
 		for i := range hits {
@@ -302,6 +342,26 @@ func (r *Repo) Search(ctx context.Context, q repo.SearchQuery) ([]repo.SearchHit
 		return nil
 	})
 	return hits, err
+}
+
+// search runs the search query for match into hits.
+func search(c *conn, match string, q repo.SearchQuery, limit int, hits *[]repo.SearchHit) error {
+	st, err := c.stmt(qSearch)
+	if err != nil {
+		return err
+	}
+	defer st.Reset()
+	bind(st, match, q.ConversationID, string(q.Role), q.Source, q.User, int64(limit))
+	*hits = (*hits)[:0]
+	for st.Step() {
+		h := repo.SearchHit{ConversationID: st.ColumnText(0), Seq: st.ColumnInt64(1),
+			Role: events.Role(st.ColumnText(2)), Snippet: st.ColumnText(3)}
+		if h.Snippet == "" {
+			h.Snippet = projection.Preview(st.ColumnText(4))
+		}
+		*hits = append(*hits, h)
+	}
+	return st.Err()
 }
 
 func neighbour(c *conn, query, conv string, seq int64) (*repo.Neighbour, error) {

@@ -14,7 +14,8 @@ import (
 // always finds it (the sanitiser keeps words, only quoting them).
 func FuzzSearch(f *testing.F) {
 	for _, s := range []string{"penguins", `"`, `AND OR NOT`, `penguins*`, `(((`, `col:value`, `NEAR(a b)`, "\x00",
-		`'; DROP TABLE events; --`, ``, `^-+`, `{"json": 1}`, "émoji 🐧 penguins", strings.Repeat("a ", 100)} {
+		`'; DROP TABLE events; --`, ``, `^-+`, `{"json": 1}`, "émoji 🐧 penguins", strings.Repeat("a ", 100),
+		"xᦰy", "e\u0301cole", "\u0301", "²", "\u0305a"} {
 		f.Add(s)
 	}
 	ctx := context.Background()
